@@ -253,7 +253,7 @@ fn choose_primaries(
 ) -> Vec<usize> {
     let p_count = owners.len();
     let low = p_count / n;
-    let high = low + usize::from(p_count % n != 0);
+    let high = p_count.div_ceil(n);
     let mut led = vec![0usize; n];
     let mut primary: Vec<Option<usize>> = vec![None; p_count];
     for p in 0..p_count {
