@@ -435,7 +435,8 @@ mod tests {
 
     #[test]
     fn validation_reports_precise_errors() {
-        let cases: Vec<(Box<dyn Fn(&mut RingDoc)>, RingError)> = vec![
+        type Mutation = Box<dyn Fn(&mut RingDoc)>;
+        let cases: Vec<(Mutation, RingError)> = vec![
             (
                 Box::new(|d| d.version = 0),
                 RingError::UnsupportedVersion(0),
