@@ -1,0 +1,58 @@
+//! API-server proxy paths to a ringcache node. Keys are percent-encoded here so that any key a user
+//! can store (1..=250 bytes of UTF-8) survives the trip through the proxy.
+
+/// Port name of the node's HTTP port on the client Service and in the pod spec.
+pub const HTTP_PORT_NAME: &str = "http";
+/// The node's HTTP port number (DESIGN.md).
+pub const HTTP_PORT: u16 = 7070;
+
+/// `/api/v1/namespaces/NS/services/NAME:http/proxy` + `rest` (which starts with `/`).
+pub fn service_proxy(ns: &str, service: &str, rest: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/services/{service}:{HTTP_PORT_NAME}/proxy{rest}")
+}
+
+/// `/api/v1/namespaces/NS/pods/POD:7070/proxy` + `rest`.
+pub fn pod_proxy(ns: &str, pod: &str, rest: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/pods/{pod}:{HTTP_PORT}/proxy{rest}")
+}
+
+/// `/v1/keys/{key}` with the key percent-encoded (unreserved characters stay as they are).
+pub fn key_path(key: &str) -> String {
+    let mut out = String::from("/v1/keys/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_proxy_names_the_http_port() {
+        assert_eq!(
+            service_proxy("ns1", "demo", "/v1/keys/a"),
+            "/api/v1/namespaces/ns1/services/demo:http/proxy/v1/keys/a"
+        );
+    }
+
+    #[test]
+    fn pod_proxy_uses_the_port_number() {
+        assert_eq!(
+            pod_proxy("ns1", "demo-0", "/readyz"),
+            "/api/v1/namespaces/ns1/pods/demo-0:7070/proxy/readyz"
+        );
+    }
+
+    #[test]
+    fn key_path_percent_encodes_reserved_and_non_ascii_bytes() {
+        assert_eq!(key_path("user-1_a.b~c"), "/v1/keys/user-1_a.b~c");
+        assert_eq!(key_path("a/b c?d"), "/v1/keys/a%2Fb%20c%3Fd");
+        assert_eq!(key_path("é"), "/v1/keys/%C3%A9");
+    }
+}

@@ -1,0 +1,480 @@
+//! End-to-end scenarios of issue 5, run against the cluster KUBECONFIG names (see the crate docs).
+//! Each scenario gets its own namespace; without a cluster each prints `skipped: no cluster`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use ringcache_e2e::error::ensure;
+use ringcache_e2e::harness::poll;
+use ringcache_e2e::nodes::{self, Target, describe_failures};
+use ringcache_e2e::resource::{ClusterSpec, cache_cluster, owned_labels};
+use ringcache_e2e::status::{Migration, Status};
+use ringcache_e2e::{Ctx, E2eError, keys, run};
+use serde_json::json;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+const CONCURRENCY: usize = 32;
+
+async fn create(ctx: &Ctx, name: &str, spec: &ClusterSpec) -> Result<(), E2eError> {
+    ctx.cache_clusters()
+        .create(&PostParams::default(), &cache_cluster(name, spec.to_json()))
+        .await?;
+    Ok(())
+}
+
+fn service(ctx: &Ctx, name: &str) -> Target {
+    Target::Service {
+        ns: ctx.ns.clone(),
+        name: name.to_string(),
+    }
+}
+
+fn pod(ctx: &Ctx, name: &str) -> Target {
+    Target::Pod {
+        ns: ctx.ns.clone(),
+        name: name.to_string(),
+    }
+}
+
+/// `kubectl scale cachecluster/NAME --replicas=N`: through the scale subresource.
+async fn scale(ctx: &Ctx, name: &str, replicas: u32) -> Result<(), E2eError> {
+    ctx.cache_clusters()
+        .patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Writes fresh keys through the Service until stopped; returns the indices whose write was
+/// acknowledged and how many were not (after retries).
+fn spawn_writer(
+    ctx: &Ctx,
+    name: &str,
+    set: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<usize>, usize)> {
+    let client = ctx.client.clone();
+    let target = service(ctx, name);
+    tokio::spawn(async move {
+        let (mut acked, mut failed) = (Vec::new(), 0usize);
+        let mut i = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let k = keys::key(set, i);
+            match nodes::put(&client, &target, &k, &keys::value(&k, 1), 5).await {
+                Ok(()) => acked.push(i),
+                Err(e) => {
+                    failed += 1;
+                    println!("unacknowledged write {k}: {e}");
+                }
+            }
+            i += 1;
+        }
+        (acked, failed)
+    })
+}
+
+/// Scales and waits for Ready while a writer runs; checks the ring moved on and migration showed
+/// progress, then that every key (bulk and live) is readable through the Service and every pod.
+async fn scale_and_check(
+    ctx: &Ctx,
+    name: &str,
+    to: u32,
+    bulk: usize,
+    live_set: &'static str,
+) -> Result<(), E2eError> {
+    let before = ctx.status(name).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(ctx, name, live_set, stop.clone());
+
+    scale(ctx, name, to).await?;
+    // The operator shows status.migration only while a migration runs (it is cleared at commit),
+    // so the status is polled often enough to see it at least once.
+    let mut seen: Vec<Migration> = Vec::new();
+    let after = ctx
+        .wait_ready(name, READY_TIMEOUT, |s: &Status| {
+            if let Some(m) = &s.migration
+                && seen.last() != Some(m)
+            {
+                seen.push(m.clone());
+            }
+        })
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, unacked) = writer
+        .await
+        .map_err(|e| E2eError::check(format!("writer task: {e}")))?;
+    let after = after?;
+    println!(
+        "[{}] scaled {}→{to}: epoch {}→{}, migration states seen {seen:?}, \
+         live writes acked {} unacked {unacked}",
+        ctx.ns,
+        before.spec_replicas,
+        before.ring_epoch,
+        after.ring_epoch,
+        acked.len()
+    );
+    ensure(after.ring_epoch > before.ring_epoch, || {
+        format!(
+            "ring epoch did not advance ({} → {})",
+            before.ring_epoch, after.ring_epoch
+        )
+    })?;
+    ensure(
+        seen.iter()
+            .any(|m| m.to_replicas == u64::from(to) && m.from_replicas == before.spec_replicas),
+        || {
+            format!(
+                "status.migration never showed {}→{to}",
+                before.spec_replicas
+            )
+        },
+    )?;
+    ensure(
+        seen.iter().all(|m| m.partitions_done <= m.partitions_total),
+        || format!("migration progress beyond its total: {seen:?}"),
+    )?;
+    ensure(!acked.is_empty(), || {
+        "no write was acknowledged while scaling".into()
+    })?;
+    // Writes may be refused (503) while owners change, but only rarely; none acknowledged may be lost.
+    ensure(unacked * 100 <= acked.len().max(1), || {
+        format!(
+            "{unacked} writes unacknowledged against {} acked",
+            acked.len()
+        )
+    })?;
+
+    let svc = service(ctx, name);
+    let lost = nodes::verify_keys(&ctx.client, &svc, live_set, acked, 1, CONCURRENCY, 3).await;
+    ensure(lost.is_empty(), || {
+        describe_failures("acknowledged writes during scaling", &lost)
+    })?;
+    let missing = nodes::verify_keys(&ctx.client, &svc, "bulk", 0..bulk, 1, CONCURRENCY, 3).await;
+    ensure(missing.is_empty(), || {
+        describe_failures("bulk keys through the Service", &missing)
+    })?;
+    // Every node answers for every key (serving or forwarding): a sample through each pod.
+    for ordinal in 0..to {
+        let p = pod(ctx, &format!("{name}-{ordinal}"));
+        let sample = (0..500).map(|i| keys::scrambled(i + ordinal as usize * 500, bulk));
+        let missing = nodes::verify_keys(&ctx.client, &p, "bulk", sample, 1, CONCURRENCY, 3).await;
+        ensure(missing.is_empty(), || {
+            describe_failures(&format!("bulk keys through pod {name}-{ordinal}"), &missing)
+        })?;
+    }
+    // The StatefulSet follows the spec (on scale-down only after the data moved).
+    let sts: Api<StatefulSet> = ctx.api();
+    poll(
+        "StatefulSet replicas to match",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || async {
+            let s = sts.get(name).await?;
+            let want = s.spec.as_ref().and_then(|s| s.replicas) == Some(to as i32);
+            let have = s.status.as_ref().map(|s| s.replicas) == Some(to as i32);
+            Ok((want && have).then_some(()))
+        },
+    )
+    .await
+}
+
+#[test]
+fn cluster_serves_10k_keys_and_scales_3_to_5_to_2() {
+    run("scale", |ctx| async move {
+        let name = "scale";
+        create(&ctx, name, &ClusterSpec::default()).await?;
+        ctx.wait_ready(name, READY_TIMEOUT, |_| {}).await?;
+
+        let bulk = 10_000;
+        let svc = service(&ctx, name);
+        nodes::write_keys(&ctx.client, &svc, "bulk", bulk, 1, CONCURRENCY).await?;
+        let missing =
+            nodes::verify_keys(&ctx.client, &svc, "bulk", 0..bulk, 1, CONCURRENCY, 3).await;
+        ensure(missing.is_empty(), || {
+            describe_failures("bulk keys after writing", &missing)
+        })?;
+
+        scale_and_check(&ctx, name, 5, bulk, "live-up").await?;
+        scale_and_check(&ctx, name, 2, bulk, "live-down").await
+    });
+}
+
+#[test]
+fn deleting_a_pod_keeps_serving_and_it_recovers() {
+    run("podloss", |ctx| async move {
+        let name = "podloss";
+        create(&ctx, name, &ClusterSpec::default()).await?;
+        ctx.wait_ready(name, READY_TIMEOUT, |_| {}).await?;
+        let n = 2_000;
+        let svc = service(&ctx, name);
+        nodes::write_keys(&ctx.client, &svc, "bulk", n, 1, CONCURRENCY).await?;
+
+        let pods: Api<Pod> = ctx.api();
+        let victim = format!("{name}-1");
+        let old_uid = pods.get(&victim).await?.uid().unwrap_or_default();
+
+        // Readers run through the pod's disappearance and return; each read may retry transient
+        // errors briefly (a client would), but every key must come back with its value.
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (client, target, stop) = (ctx.client.clone(), svc.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut reads, mut failures) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let k = keys::key("bulk", keys::scrambled(reads, n));
+                    match nodes::get(&client, &target, &k, 4).await {
+                        Ok(Some(v)) if v == keys::value(&k, 1) => {}
+                        Ok(other) => failures.push(format!("{k}: {:?}", other.map(|v| v.len()))),
+                        Err(e) => failures.push(format!("{k}: {e}")),
+                    }
+                    reads += 1;
+                }
+                (reads, failures)
+            })
+        };
+
+        pods.delete(&victim, &DeleteParams::default()).await?;
+        poll(
+            "the deleted pod to be replaced",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || async {
+                let p = pods.get_opt(&victim).await?;
+                Ok(p.filter(|p| p.uid().unwrap_or_default() != old_uid)
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+        let mut saw_not_up = false;
+        let ready = ctx
+            .wait_ready(name, READY_TIMEOUT, |s: &Status| {
+                saw_not_up |= s.members.iter().any(|(id, st)| *id == victim && st != "up");
+            })
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        let (reads, failures) = reader
+            .await
+            .map_err(|e| E2eError::check(format!("reader task: {e}")))?;
+        ready?;
+        println!(
+            "[{}] {reads} reads while {victim} was replaced; member seen not up: {saw_not_up}",
+            ctx.ns
+        );
+        ensure(reads > 0, || {
+            "no read ran during the pod replacement".into()
+        })?;
+        ensure(failures.is_empty(), || {
+            describe_failures("reads while a pod was replaced (RF=2)", &failures)
+        })?;
+        // The replacement recovered its partitions: every key reads through it.
+        let missing = nodes::verify_keys(
+            &ctx.client,
+            &pod(&ctx, &victim),
+            "bulk",
+            0..n,
+            1,
+            CONCURRENCY,
+            3,
+        )
+        .await;
+        ensure(missing.is_empty(), || {
+            describe_failures("keys through the recovered pod", &missing)
+        })
+    });
+}
+
+/// The API server (schema + CEL), not the operator, must refuse these.
+fn expect_invalid(
+    what: &str,
+    result: Result<impl std::fmt::Debug, kube::Error>,
+) -> Result<(), E2eError> {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 422 => {
+            println!("{what}: rejected as expected: {}", s.message);
+            Ok(())
+        }
+        other => Err(E2eError::check(format!(
+            "{what}: expected 422 Invalid from the API server, got {other:?}"
+        ))),
+    }
+}
+
+#[test]
+fn invalid_cache_clusters_are_rejected_by_the_api_server() {
+    run("invalid", |ctx| async move {
+        let api = ctx.cache_clusters();
+        let pp = PostParams::default();
+        expect_invalid(
+            "replicationFactor > replicas",
+            api.create(
+                &pp,
+                &cache_cluster("rf-too-big", json!({"replicas": 2, "replicationFactor": 3})),
+            )
+            .await,
+        )?;
+        expect_invalid(
+            "replicas 0",
+            api.create(&pp, &cache_cluster("no-replicas", json!({"replicas": 0})))
+                .await,
+        )?;
+        expect_invalid(
+            "unknown eviction policy",
+            api.create(
+                &pp,
+                &cache_cluster("bad-eviction", json!({"replicas": 1, "eviction": "random"})),
+            )
+            .await,
+        )?;
+        // partitions is fixed for a cluster's life.
+        api.create(
+            &pp,
+            &cache_cluster(
+                "fixed",
+                json!({"replicas": 1, "replicationFactor": 1, "partitions": 1024}),
+            ),
+        )
+        .await?;
+        expect_invalid(
+            "changing partitions",
+            api.patch(
+                "fixed",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"partitions": 2048}})),
+            )
+            .await,
+        )?;
+        let kept = Status::of(&serde_json::to_value(api.get("fixed").await?).unwrap_or_default());
+        ensure(kept.generation == 1, || {
+            format!(
+                "a rejected patch changed the object: generation {}",
+                kept.generation
+            )
+        })?;
+        // The scale subresource honours the same rule.
+        api.create(
+            &pp,
+            &cache_cluster("rf2", json!({"replicas": 2, "replicationFactor": 2})),
+        )
+        .await?;
+        expect_invalid(
+            "scale below replicationFactor",
+            api.patch_scale(
+                "rf2",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 1}})),
+            )
+            .await,
+        )
+    });
+}
+
+/// Checks that an owned object exists, is owned by the CacheCluster and carries DESIGN.md's labels.
+async fn check_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    owner_uid: &str,
+    cluster: &str,
+) -> Result<(), E2eError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("object");
+    let obj = api
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| E2eError::check(format!("{kind} {name} does not exist")))?;
+    let owned = obj
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == owner_uid && o.kind == "CacheCluster");
+    ensure(owned, || {
+        format!("{kind} {name} has no owner reference to the CacheCluster")
+    })?;
+    let labels = obj.labels();
+    for (k, v) in owned_labels(cluster) {
+        ensure(labels.get(k) == Some(&v), || {
+            format!(
+                "{kind} {name}: label {k} is {:?}, want {v:?}",
+                labels.get(k)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn gone<K>(api: &Api<K>, name: &str) -> Result<bool, E2eError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api.get_opt(name).await?.is_none())
+}
+
+#[test]
+fn deleting_the_cache_cluster_garbage_collects_what_it_owned() {
+    run("gc", |ctx| async move {
+        let name = "gc";
+        let spec = ClusterSpec {
+            replicas: 1,
+            replication_factor: 1,
+            ..ClusterSpec::default()
+        };
+        create(&ctx, name, &spec).await?;
+        ctx.wait_ready(name, READY_TIMEOUT, |_| {}).await?;
+        let uid = ctx
+            .cache_clusters()
+            .get(name)
+            .await?
+            .uid()
+            .unwrap_or_default();
+
+        let sts: Api<StatefulSet> = ctx.api();
+        let svc: Api<Service> = ctx.api();
+        let cm: Api<ConfigMap> = ctx.api();
+        let sec: Api<Secret> = ctx.api();
+        let pdb: Api<PodDisruptionBudget> = ctx.api();
+        let pods: Api<Pod> = ctx.api();
+        let peers = format!("{name}-peers");
+        let ring = format!("{name}-ring");
+        let internal = format!("{name}-internal");
+        check_owned(&sts, name, &uid, name).await?;
+        check_owned(&svc, name, &uid, name).await?;
+        check_owned(&svc, &peers, &uid, name).await?;
+        check_owned(&cm, &ring, &uid, name).await?;
+        check_owned(&sec, &internal, &uid, name).await?;
+        check_owned(&pdb, name, &uid, name).await?;
+
+        ctx.cache_clusters()
+            .delete(name, &DeleteParams::background())
+            .await?;
+        let pod0 = format!("{name}-0");
+        poll(
+            "every owned object to be garbage-collected",
+            Duration::from_secs(180),
+            Duration::from_secs(1),
+            || async {
+                let all_gone = gone(&ctx.cache_clusters(), name).await?
+                    && gone(&sts, name).await?
+                    && gone(&svc, name).await?
+                    && gone(&svc, &peers).await?
+                    && gone(&cm, &ring).await?
+                    && gone(&sec, &internal).await?
+                    && gone(&pdb, name).await?
+                    && gone(&pods, &pod0).await?;
+                Ok(all_gone.then_some(()))
+            },
+        )
+        .await
+    });
+}
