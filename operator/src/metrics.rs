@@ -1,0 +1,173 @@
+//! Operator metrics in the Prometheus text format, kept in atomics (no registry crate needed
+//! for a handful of series). Also holds the per-cluster failure counts the error policy backs
+//! off on.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the reconcile duration histogram.
+const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    reconciles: AtomicU64,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    duration_buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+    migrations_committed: AtomicU64,
+    ring_pushes_ok: AtomicU64,
+    ring_pushes_failed: AtomicU64,
+    members_down: Mutex<BTreeMap<String, usize>>,
+    failures: Mutex<BTreeMap<String, u32>>,
+}
+
+impl Metrics {
+    pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
+        self.reconciles.fetch_add(1, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if let Some(label) = error
+            && let Ok(mut errors) = self.errors.lock()
+        {
+            *errors.entry(label).or_default() += 1;
+        }
+    }
+
+    pub fn migration_committed(&self) {
+        self.migrations_committed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ring_pushed(&self, ok: bool) {
+        let c = if ok {
+            &self.ring_pushes_ok
+        } else {
+            &self.ring_pushes_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_members_down(&self, cluster: &str, down: usize) {
+        if let Ok(mut m) = self.members_down.lock() {
+            m.insert(cluster.to_string(), down);
+        }
+    }
+
+    /// Counts a failed pass of `cluster`; returns the consecutive failures so far.
+    pub fn note_failure(&self, cluster: &str) -> u32 {
+        self.failures.lock().map_or(1, |mut f| {
+            let n = f.entry(cluster.to_string()).or_default();
+            *n = n.saturating_add(1);
+            *n
+        })
+    }
+
+    pub fn reset_failures(&self, cluster: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(cluster);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_operator_reconciles_total Reconcile passes.\n# TYPE ringcache_operator_reconciles_total counter\nringcache_operator_reconciles_total {}",
+            self.reconciles.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_operator_reconcile_errors_total Failed reconcile passes by error kind.\n# TYPE ringcache_operator_reconcile_errors_total counter"
+        );
+        if let Ok(errors) = self.errors.lock() {
+            for (label, n) in errors.iter() {
+                let _ = writeln!(
+                    out,
+                    "ringcache_operator_reconcile_errors_total{{error=\"{label}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_operator_reconcile_duration_seconds Duration of reconcile passes.\n# TYPE ringcache_operator_reconcile_duration_seconds histogram"
+        );
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringcache_operator_reconcile_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                self.duration_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.duration_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "ringcache_operator_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nringcache_operator_reconcile_duration_seconds_sum {}\nringcache_operator_reconcile_duration_seconds_count {count}",
+            self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_operator_migrations_committed_total Migrations committed.\n# TYPE ringcache_operator_migrations_committed_total counter\nringcache_operator_migrations_committed_total {}",
+            self.migrations_committed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_operator_ring_pushes_total Ring pushes to nodes by result.\n# TYPE ringcache_operator_ring_pushes_total counter\nringcache_operator_ring_pushes_total{{result=\"ok\"}} {}\nringcache_operator_ring_pushes_total{{result=\"error\"}} {}",
+            self.ring_pushes_ok.load(Ordering::Relaxed),
+            self.ring_pushes_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_operator_members_down Ring members in state down, per cluster.\n# TYPE ringcache_operator_members_down gauge"
+        );
+        if let Ok(m) = self.members_down.lock() {
+            for (cluster, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "ringcache_operator_members_down{{cluster=\"{cluster}\"}} {n}"
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_and_errors_render() {
+        let m = Metrics::default();
+        m.observe_reconcile(Duration::from_millis(30), None);
+        m.observe_reconcile(Duration::from_secs(3), Some("kube"));
+        m.set_members_down("demo", 1);
+        let text = m.render();
+        assert!(text.contains("ringcache_operator_reconciles_total 2"));
+        assert!(text.contains("ringcache_operator_reconcile_errors_total{error=\"kube\"} 1"));
+        assert!(
+            text.contains("ringcache_operator_reconcile_duration_seconds_bucket{le=\"0.05\"} 1")
+        );
+        assert!(text.contains("ringcache_operator_reconcile_duration_seconds_bucket{le=\"5\"} 2"));
+        assert!(text.contains("ringcache_operator_reconcile_duration_seconds_count 2"));
+        assert!(text.contains("ringcache_operator_members_down{cluster=\"demo\"} 1"));
+    }
+
+    #[test]
+    fn failures_count_up_and_reset() {
+        let m = Metrics::default();
+        assert_eq!(m.note_failure("a"), 1);
+        assert_eq!(m.note_failure("a"), 2);
+        m.reset_failures("a");
+        assert_eq!(m.note_failure("a"), 1);
+    }
+}

@@ -1,0 +1,523 @@
+//! Status, conditions and Events as pure functions of the decision and what was observed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use ringcache_ring::{MemberState, RingDoc};
+
+use crate::build::selector_string;
+use crate::decide::{Action, Decision};
+use crate::members::Transition;
+use crate::observed::PodObs;
+use crate::types::{CacheClusterStatus, MemberStatus, MigrationStatus, Phase};
+
+pub const COND_READY: &str = "Ready";
+pub const COND_PROGRESSING: &str = "Progressing";
+pub const COND_DEGRADED: &str = "Degraded";
+
+pub struct StatusInputs<'a> {
+    pub cluster: &'a str,
+    pub generation: Option<i64>,
+    pub desired_replicas: i32,
+    pub previous: Option<&'a CacheClusterStatus>,
+    pub decision: &'a Decision,
+    /// The ring as it stands after this pass (the new one if the pass wrote one).
+    pub ring: Option<&'a RingDoc>,
+    pub pods: &'a BTreeMap<String, PodObs>,
+    pub now: Timestamp,
+    /// A problem found outside the decision (an unreadable ring ConfigMap, a StatefulSet field
+    /// that cannot change) that blocks progress.
+    pub problem: Option<String>,
+}
+
+pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
+    let ring = inp.ring;
+    let members: Vec<MemberStatus> = ring
+        .map(|r| {
+            r.members
+                .iter()
+                .map(|m| MemberStatus {
+                    id: m.id.clone(),
+                    state: m.state.as_str().to_string(),
+                    addr: m.addr.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let down: Vec<&str> = ring
+        .map(|r| {
+            r.members
+                .iter()
+                // A member that never had an address is starting, not failed.
+                .filter(|m| m.state == MemberState::Down && !m.addr.is_empty())
+                .map(|m| m.id.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let all_up = ring.is_some_and(|r| {
+        r.pending.is_none() && r.members.iter().all(|m| m.state == MemberState::Up)
+    });
+    let ready_replicas = inp.pods.values().filter(|p| p.is_live()).count() as i32;
+
+    let problem: Option<(String, String)> = match (&inp.decision.action, &inp.problem) {
+        (_, Some(p)) => Some(("Blocked".into(), p.clone())),
+        (Action::Invalid(e), None) => Some(("InvalidSpec".into(), e.to_string())),
+        _ if !down.is_empty() => Some((
+            "MembersDown".into(),
+            format!(
+                "members down: {}; {} of {} partitions under-replicated",
+                down.join(", "),
+                ring.map_or(0, under_replicated),
+                ring.map_or(0, |r| r.partitions)
+            ),
+        )),
+        _ => None,
+    };
+    let progressing: Option<(String, String)> = match &inp.decision.action {
+        Action::StartMigration {
+            from_replicas,
+            to_replicas,
+            ..
+        } => Some((
+            "MigrationStarted".into(),
+            format!("moving partitions: {from_replicas} → {to_replicas} members"),
+        )),
+        Action::WaitMigration(p) => Some((
+            "Migrating".into(),
+            format!(
+                "{} → {} members: {}/{} partitions pulled, waiting for {}",
+                p.from_replicas,
+                p.to_replicas,
+                p.partitions_done,
+                p.partitions_total,
+                p.waiting_for.join(", ")
+            ),
+        )),
+        Action::WaitPods { waiting } => Some((
+            "WaitingForPods".into(),
+            format!("waiting for new pods to be ready: {}", waiting.join(", ")),
+        )),
+        Action::WaitMembers { waiting } => Some((
+            "WaitingForMembers".into(),
+            format!(
+                "scaling waits until these members are up: {}",
+                waiting.join(", ")
+            ),
+        )),
+        _ => None,
+    };
+    let scaling = progressing.is_some() || ring.is_some_and(|r| r.pending.is_some());
+    let phase = if problem.is_some() {
+        Phase::Degraded
+    } else if scaling {
+        Phase::Scaling
+    } else if all_up
+        && ring.is_some_and(|r| r.members.len() as i32 == inp.desired_replicas)
+        && !matches!(inp.decision.action, Action::Commit { .. })
+    {
+        Phase::Ready
+    } else {
+        Phase::Pending
+    };
+
+    let migration = match &inp.decision.action {
+        Action::WaitMigration(p) => Some(MigrationStatus {
+            from_replicas: p.from_replicas as i32,
+            to_replicas: p.to_replicas as i32,
+            epoch: p.epoch as i64,
+            partitions_done: p.partitions_done as i64,
+            partitions_total: p.partitions_total as i64,
+            bytes_moved: p.bytes as i64,
+            started: inp
+                .previous
+                .and_then(|s| s.migration.as_ref())
+                .and_then(|m| m.started.clone())
+                .or_else(|| Some(inp.now.to_string())),
+        }),
+        Action::StartMigration {
+            ring,
+            from_replicas,
+            to_replicas,
+        } => Some(MigrationStatus {
+            from_replicas: *from_replicas as i32,
+            to_replicas: *to_replicas as i32,
+            epoch: ring.epoch as i64,
+            started: Some(inp.now.to_string()),
+            ..MigrationStatus::default()
+        }),
+        // Members changing state during a migration: keep showing the last progress.
+        Action::UpdateMembers { ring, .. } if ring.pending.is_some() => {
+            inp.previous.and_then(|s| s.migration.clone())
+        }
+        _ => None,
+    };
+
+    let previous_conditions = inp.previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let cond = |type_: &str, on: bool, reason: &str, message: String| {
+        condition(
+            previous_conditions,
+            type_,
+            on,
+            reason,
+            message,
+            inp.generation,
+            inp.now,
+        )
+    };
+    let conditions = vec![
+        cond(
+            COND_READY,
+            phase == Phase::Ready,
+            if phase == Phase::Ready {
+                "AllMembersUp"
+            } else {
+                phase.as_str()
+            },
+            match phase {
+                Phase::Ready => "every member is up and the ring is committed".into(),
+                _ => format!("phase {}", phase.as_str()),
+            },
+        ),
+        match &progressing {
+            Some((reason, message)) => cond(COND_PROGRESSING, true, reason, message.clone()),
+            None => cond(
+                COND_PROGRESSING,
+                false,
+                "Idle",
+                "no migration running".into(),
+            ),
+        },
+        match &problem {
+            Some((reason, message)) => cond(COND_DEGRADED, true, reason, message.clone()),
+            None => cond(COND_DEGRADED, false, "Healthy", "no problem found".into()),
+        },
+    ];
+
+    CacheClusterStatus {
+        phase,
+        replicas: inp.pods.len() as i32,
+        ready_replicas,
+        selector: selector_string(inp.cluster),
+        ring_epoch: ring.map_or(0, |r| r.epoch as i64),
+        members,
+        migration,
+        observed_generation: inp.generation,
+        conditions,
+    }
+}
+
+/// Partitions with at least one owner down in the current table.
+pub fn under_replicated(ring: &RingDoc) -> usize {
+    ring.table
+        .iter()
+        .filter(|owners| {
+            owners.iter().any(|&o| {
+                ring.members
+                    .get(o as usize)
+                    .is_none_or(|m| m.state == MemberState::Down)
+            })
+        })
+        .count()
+}
+
+/// A condition whose lastTransitionTime moves only when its status flips.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if on { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// A Kubernetes Event to publish for this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Events for every transition this pass makes. `previous` suppresses repeating the same
+/// invalid-spec warning on every requeue.
+pub fn events_for(decision: &Decision, previous: Option<&CacheClusterStatus>) -> Vec<EventSpec> {
+    let ev = |warning, reason, note: String| EventSpec {
+        warning,
+        reason,
+        note,
+    };
+    match &decision.action {
+        Action::Invalid(e) => {
+            let already = previous.is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == COND_DEGRADED && c.status == "True" && c.message == e.to_string()
+                })
+            });
+            if already {
+                vec![]
+            } else {
+                vec![ev(true, "InvalidSpec", e.to_string())]
+            }
+        }
+        Action::CreateRing(r) => vec![ev(
+            false,
+            "RingCreated",
+            format!(
+                "ring epoch {} with {} members, {} partitions",
+                r.epoch,
+                r.members.len(),
+                r.partitions
+            ),
+        )],
+        Action::UpdateMembers { transitions, .. } => {
+            transitions.iter().map(transition_event).collect()
+        }
+        Action::StartMigration {
+            ring,
+            from_replicas,
+            to_replicas,
+        } => vec![ev(
+            false,
+            "ScalingStarted",
+            format!(
+                "migration {from_replicas} → {to_replicas} members started at ring epoch {}",
+                ring.epoch
+            ),
+        )],
+        Action::Commit {
+            ring,
+            from_replicas,
+            to_replicas,
+        } => vec![ev(
+            false,
+            "MigrationCommitted",
+            format!(
+                "{from_replicas} → {to_replicas} members committed at ring epoch {}",
+                ring.epoch
+            ),
+        )],
+        Action::WaitPods { .. }
+        | Action::WaitMembers { .. }
+        | Action::WaitMigration(_)
+        | Action::Steady => vec![],
+    }
+}
+
+fn transition_event(t: &Transition) -> EventSpec {
+    let (warning, reason) = match t.to {
+        MemberState::Down => (true, "MemberDown"),
+        MemberState::Recovering => (false, "MemberRecovering"),
+        _ => (false, "MemberUp"),
+    };
+    EventSpec {
+        warning,
+        reason,
+        note: format!("{}: {} → {}", t.id, t.from, t.to),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Progress;
+    use crate::ringdoc;
+    use crate::validate::SpecError;
+
+    fn up_ring(n: u32) -> RingDoc {
+        let ids: Vec<String> = (0..n).map(|i| format!("demo-{i}")).collect();
+        let mut r = ringdoc::initial(&ids, 16, 2).unwrap();
+        for (i, m) in r.members.iter_mut().enumerate() {
+            m.state = MemberState::Up;
+            m.addr = format!("10.0.0.{i}:7070");
+        }
+        r
+    }
+
+    fn live_pods(n: u32) -> BTreeMap<String, PodObs> {
+        (0..n)
+            .map(|i| {
+                let name = format!("demo-{i}");
+                (
+                    name.clone(),
+                    PodObs {
+                        name,
+                        ready: true,
+                        ip: Some(format!("10.0.0.{i}")),
+                        terminating: false,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn status_for(
+        action: Action,
+        ring: Option<&RingDoc>,
+        previous: Option<&CacheClusterStatus>,
+    ) -> CacheClusterStatus {
+        let decision = Decision {
+            sts_replicas: Some(3),
+            action,
+        };
+        let pods = live_pods(3);
+        build_status(&StatusInputs {
+            cluster: "demo",
+            generation: Some(4),
+            desired_replicas: 3,
+            previous,
+            decision: &decision,
+            ring,
+            pods: &pods,
+            now: Timestamp::UNIX_EPOCH,
+            problem: None,
+        })
+    }
+
+    fn cond<'a>(s: &'a CacheClusterStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn steady_cluster_is_ready() {
+        let r = up_ring(3);
+        let s = status_for(Action::Steady, Some(&r), None);
+        assert_eq!(s.phase, Phase::Ready);
+        assert_eq!(s.ready_replicas, 3);
+        assert_eq!(s.ring_epoch, 1);
+        assert_eq!(
+            s.selector,
+            "app.kubernetes.io/instance=demo,app.kubernetes.io/name=ringcache"
+        );
+        assert_eq!(cond(&s, COND_READY).status, "True");
+        assert_eq!(cond(&s, COND_READY).observed_generation, Some(4));
+        assert_eq!(cond(&s, COND_DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded_with_the_message() {
+        let r = up_ring(3);
+        let err = SpecError::RfExceedsReplicas { rf: 3, replicas: 1 };
+        let s = status_for(Action::Invalid(err.clone()), Some(&r), None);
+        assert_eq!(s.phase, Phase::Degraded);
+        let d = cond(&s, COND_DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(d.message, err.to_string());
+    }
+
+    #[test]
+    fn down_member_is_degraded() {
+        let mut r = up_ring(3);
+        r.members[1].state = MemberState::Down;
+        let s = status_for(Action::Steady, Some(&r), None);
+        assert_eq!(s.phase, Phase::Degraded);
+        let message = &cond(&s, COND_DEGRADED).message;
+        assert!(message.contains("demo-1"));
+        // Exactly the partitions demo-1 owns are missing a copy.
+        let expected = r.table.iter().filter(|o| o.contains(&1)).count();
+        assert_eq!(under_replicated(&r), expected);
+        assert!(expected > 0 && expected < 16);
+        assert!(
+            message.contains(&format!("{expected} of 16 partitions")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn migration_progress_is_reported_and_start_time_kept() {
+        let r = up_ring(3);
+        let p = Progress {
+            from_replicas: 3,
+            to_replicas: 5,
+            epoch: 9,
+            partitions_done: 10,
+            partitions_total: 20,
+            bytes: 1234,
+            waiting_for: vec!["demo-4".into()],
+        };
+        let previous = CacheClusterStatus {
+            migration: Some(MigrationStatus {
+                started: Some("2026-01-01T00:00:00Z".into()),
+                ..MigrationStatus::default()
+            }),
+            ..CacheClusterStatus::default()
+        };
+        let s = status_for(Action::WaitMigration(p), Some(&r), Some(&previous));
+        assert_eq!(s.phase, Phase::Scaling);
+        let m = s.migration.clone().unwrap();
+        assert_eq!(
+            (m.partitions_done, m.partitions_total, m.bytes_moved),
+            (10, 20, 1234)
+        );
+        assert_eq!(m.started.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, COND_PROGRESSING).status, "True");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let r = up_ring(3);
+        let mut first = status_for(Action::Steady, Some(&r), None);
+        let old = Time(Timestamp::from_second(1000).unwrap());
+        for c in &mut first.conditions {
+            c.last_transition_time = old.clone();
+        }
+        let again = status_for(Action::Steady, Some(&r), Some(&first));
+        assert_eq!(cond(&again, COND_READY).last_transition_time, old);
+        let mut down = r.clone();
+        down.members[0].state = MemberState::Down;
+        let flipped = status_for(Action::Steady, Some(&down), Some(&first));
+        assert_ne!(cond(&flipped, COND_READY).last_transition_time, old);
+    }
+
+    #[test]
+    fn events_name_every_transition() {
+        let r = up_ring(3);
+        let d = Decision {
+            sts_replicas: Some(3),
+            action: Action::UpdateMembers {
+                ring: r,
+                transitions: vec![Transition {
+                    id: "demo-1".into(),
+                    from: MemberState::Up,
+                    to: MemberState::Down,
+                }],
+            },
+        };
+        let evs = events_for(&d, None);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].reason, "MemberDown");
+        assert!(evs[0].warning);
+    }
+
+    #[test]
+    fn invalid_spec_warning_is_not_repeated() {
+        let err = SpecError::Replicas(0);
+        let d = Decision {
+            sts_replicas: None,
+            action: Action::Invalid(err.clone()),
+        };
+        assert_eq!(events_for(&d, None).len(), 1);
+        let r = up_ring(3);
+        let s = status_for(Action::Invalid(err), Some(&r), None);
+        assert!(events_for(&d, Some(&s)).is_empty());
+    }
+}
