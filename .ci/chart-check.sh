@@ -82,8 +82,6 @@ refuse() {
 }
 refuse "nodeAccess=ssh" 'nodeAccess' --set operator.nodeAccess=ssh
 refuse "an unknown top-level key" 'unknownKey|additional propert' --set unknownKey=1
-refuse "a CacheCluster named like the release" 'must differ from the release name' \
-  --set cacheCluster.enabled=true --set cacheCluster.name=rc
 refuse "writeConsistency=most" 'writeConsistency' \
   --set cacheCluster.enabled=true --set cacheCluster.spec.writeConsistency=most
 

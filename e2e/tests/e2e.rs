@@ -96,8 +96,8 @@ async fn scale_and_check(
     let writer = spawn_writer(ctx, name, live_set, stop.clone());
 
     scale(ctx, name, to).await?;
-    // The operator shows status.migration only while a migration runs (it is cleared at commit),
-    // so the status is polled often enough to see it at least once.
+    // status.migration shows the running migration and, after the commit, the finished one (with
+    // `finished` set) until the next starts; every state seen on the way is recorded.
     let mut seen: Vec<Migration> = Vec::new();
     let after = ctx
         .wait_ready(name, READY_TIMEOUT, |s: &Status| {

@@ -11,6 +11,15 @@ use std::time::Duration;
 /// Upper bounds (seconds) of the reconcile duration histogram.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// What the operator last observed of one CacheCluster.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterGauges {
+    pub members_down: usize,
+    /// Partitions pulled / to pull in the running migration (0 / 0 when none runs).
+    pub migration_partitions_done: u64,
+    pub migration_partitions_total: u64,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     reconciles: AtomicU64,
@@ -21,7 +30,8 @@ pub struct Metrics {
     migrations_committed: AtomicU64,
     ring_pushes_ok: AtomicU64,
     ring_pushes_failed: AtomicU64,
-    members_down: Mutex<BTreeMap<String, usize>>,
+    /// Per (namespace, cluster) gauges.
+    clusters: Mutex<BTreeMap<(String, String), ClusterGauges>>,
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
@@ -57,9 +67,9 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn set_members_down(&self, cluster: &str, down: usize) {
-        if let Ok(mut m) = self.members_down.lock() {
-            m.insert(cluster.to_string(), down);
+    pub fn set_cluster(&self, namespace: &str, cluster: &str, gauges: ClusterGauges) {
+        if let Ok(mut m) = self.clusters.lock() {
+            m.insert((namespace.to_string(), cluster.to_string()), gauges);
         }
     }
 
@@ -125,16 +135,33 @@ impl Metrics {
             self.ring_pushes_ok.load(Ordering::Relaxed),
             self.ring_pushes_failed.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP ringcache_operator_members_down Ring members in state down, per cluster.\n# TYPE ringcache_operator_members_down gauge"
-        );
-        if let Ok(m) = self.members_down.lock() {
-            for (cluster, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "ringcache_operator_members_down{{cluster=\"{cluster}\"}} {n}"
-                );
+        let gauges: [(&str, &str, fn(&ClusterGauges) -> u64); 3] = [
+            (
+                "ringcache_operator_members_down",
+                "Ring members in state down, per cluster.",
+                |g| g.members_down as u64,
+            ),
+            (
+                "ringcache_operator_migration_partitions_done",
+                "Partitions pulled so far by the running migration's target owners.",
+                |g| g.migration_partitions_done,
+            ),
+            (
+                "ringcache_operator_migration_partitions_total",
+                "Partitions the running migration's target owners must pull (0 when none runs).",
+                |g| g.migration_partitions_total,
+            ),
+        ];
+        if let Ok(m) = self.clusters.lock() {
+            for (name, help, value) in gauges {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                for ((namespace, cluster), g) in m.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{namespace=\"{namespace}\",cluster=\"{cluster}\"}} {}",
+                        value(g)
+                    );
+                }
             }
         }
         out
@@ -150,7 +177,15 @@ mod tests {
         let m = Metrics::default();
         m.observe_reconcile(Duration::from_millis(30), None);
         m.observe_reconcile(Duration::from_secs(3), Some("kube"));
-        m.set_members_down("demo", 1);
+        m.set_cluster(
+            "ns",
+            "demo",
+            ClusterGauges {
+                members_down: 1,
+                migration_partitions_done: 3,
+                migration_partitions_total: 8,
+            },
+        );
         let text = m.render();
         assert!(text.contains("ringcache_operator_reconciles_total 2"));
         assert!(text.contains("ringcache_operator_reconcile_errors_total{error=\"kube\"} 1"));
@@ -159,7 +194,15 @@ mod tests {
         );
         assert!(text.contains("ringcache_operator_reconcile_duration_seconds_bucket{le=\"5\"} 2"));
         assert!(text.contains("ringcache_operator_reconcile_duration_seconds_count 2"));
-        assert!(text.contains("ringcache_operator_members_down{cluster=\"demo\"} 1"));
+        assert!(
+            text.contains("ringcache_operator_members_down{namespace=\"ns\",cluster=\"demo\"} 1")
+        );
+        assert!(text.contains(
+            "ringcache_operator_migration_partitions_done{namespace=\"ns\",cluster=\"demo\"} 3"
+        ));
+        assert!(text.contains(
+            "ringcache_operator_migration_partitions_total{namespace=\"ns\",cluster=\"demo\"} 8"
+        ));
     }
 
     #[test]

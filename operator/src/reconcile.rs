@@ -20,7 +20,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::build::{self, FIELD_MANAGER, Owner, RING_KEY, TOKEN_KEY};
 use crate::decide::{self, Action, Decision, Inputs};
-use crate::metrics::Metrics;
+use crate::metrics::{ClusterGauges, Metrics};
 use crate::nodes::{NodeApi, NodeTarget};
 use crate::observed::{MigrationReport, PodObs};
 use crate::ringdoc;
@@ -165,14 +165,23 @@ async fn reconcile_pass(cc: &CacheCluster, ctx: &Context) -> Result<Requeue, Err
 
     // Record.
     let ring_after = new_ring.or(ring.as_ref());
-    ctx.metrics.set_members_down(
+    let (migration_partitions_done, migration_partitions_total) = match &decision.action {
+        Action::WaitMigration(p) => (p.partitions_done, p.partitions_total),
+        _ => (0, 0),
+    };
+    ctx.metrics.set_cluster(
+        &ns,
         &names.cluster,
-        ring_after.map_or(0, |r| {
-            r.members
-                .iter()
-                .filter(|m| m.state == MemberState::Down)
-                .count()
-        }),
+        ClusterGauges {
+            members_down: ring_after.map_or(0, |r| {
+                r.members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Down)
+                    .count()
+            }),
+            migration_partitions_done,
+            migration_partitions_total,
+        },
     );
     for ev in status::events_for(&decision, previous) {
         publish(ctx, cc, &ev).await;

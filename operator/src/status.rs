@@ -134,6 +134,7 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
                 .and_then(|s| s.migration.as_ref())
                 .and_then(|m| m.started.clone())
                 .or_else(|| Some(inp.now.to_string())),
+            finished: None,
         }),
         Action::StartMigration {
             ring,
@@ -150,7 +151,19 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         Action::UpdateMembers { ring, .. } if ring.pending.is_some() => {
             inp.previous.and_then(|s| s.migration.clone())
         }
-        _ => None,
+        Action::Commit { .. } => {
+            inp.previous
+                .and_then(|s| s.migration.clone())
+                .map(|m| MigrationStatus {
+                    partitions_done: m.partitions_total,
+                    finished: Some(inp.now.to_string()),
+                    ..m
+                })
+        }
+        _ => inp
+            .previous
+            .and_then(|s| s.migration.clone())
+            .filter(|m| m.finished.is_some()),
     };
 
     let previous_conditions = inp.previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
@@ -403,7 +416,7 @@ mod tests {
         assert_eq!(s.ring_epoch, 1);
         assert_eq!(
             s.selector,
-            "app.kubernetes.io/instance=demo,app.kubernetes.io/name=ringcache"
+            "app.kubernetes.io/component=node,app.kubernetes.io/instance=demo,app.kubernetes.io/name=ringcache"
         );
         assert_eq!(cond(&s, COND_READY).status, "True");
         assert_eq!(cond(&s, COND_READY).observed_generation, Some(4));
@@ -470,6 +483,37 @@ mod tests {
         );
         assert_eq!(m.started.as_deref(), Some("2026-01-01T00:00:00Z"));
         assert_eq!(cond(&s, COND_PROGRESSING).status, "True");
+    }
+
+    #[test]
+    fn finished_migration_stays_visible_until_the_next_one() {
+        let r = up_ring(5);
+        let running = CacheClusterStatus {
+            migration: Some(MigrationStatus {
+                from_replicas: 3,
+                to_replicas: 5,
+                partitions_done: 7,
+                partitions_total: 20,
+                started: Some("2026-01-01T00:00:00Z".into()),
+                ..MigrationStatus::default()
+            }),
+            ..CacheClusterStatus::default()
+        };
+        let commit = Action::Commit {
+            ring: r.clone(),
+            from_replicas: 3,
+            to_replicas: 5,
+        };
+        let committed = status_for(commit, Some(&r), Some(&running));
+        let m = committed.migration.clone().expect("kept at commit");
+        assert_eq!((m.from_replicas, m.to_replicas), (3, 5));
+        assert_eq!(m.partitions_done, m.partitions_total);
+        assert!(m.finished.is_some());
+        let steady = status_for(Action::Steady, Some(&r), Some(&committed));
+        assert_eq!(steady.migration, committed.migration);
+        // A running migration that never committed is not shown as if it still ran.
+        let idle = status_for(Action::Steady, Some(&r), Some(&running));
+        assert_eq!(idle.migration, None);
     }
 
     #[test]

@@ -273,6 +273,10 @@ pub struct MigrationStatus {
     /// RFC 3339 time the pending table was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
+    /// RFC 3339 time the migration committed; the last finished migration stays in status until
+    /// the next one starts, so a fast migration is still visible afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
 }
 
 fn default_replicas() -> i32 {

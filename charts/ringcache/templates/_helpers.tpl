@@ -36,7 +36,7 @@ app.kubernetes.io/part-of: ringcache
 
 {{/*
 Selector of the operator pods. component=operator keeps it apart from cache-node pods, whose
-selector is name=ringcache + instance=<CacheCluster name>.
+selector is name=ringcache + instance=<CacheCluster name> + component=node.
 */}}
 {{- define "ringcache.operatorSelectorLabels" -}}
 app.kubernetes.io/name: {{ include "ringcache.name" . }}

@@ -94,6 +94,12 @@ pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
             "app.kubernetes.io/instance".to_string(),
             cluster.to_string(),
         ),
+        // Without a component, a CacheCluster named like the Helm release (in its namespace) would
+        // select the operator's own pods; a StatefulSet selector cannot be changed later.
+        (
+            "app.kubernetes.io/component".to_string(),
+            "node".to_string(),
+        ),
     ])
 }
 
