@@ -135,7 +135,8 @@ impl Metrics {
             self.ring_pushes_ok.load(Ordering::Relaxed),
             self.ring_pushes_failed.load(Ordering::Relaxed)
         );
-        let gauges: [(&str, &str, fn(&ClusterGauges) -> u64); 3] = [
+        type Gauge = (&'static str, &'static str, fn(&ClusterGauges) -> u64);
+        let gauges: [Gauge; 3] = [
             (
                 "ringcache_operator_members_down",
                 "Ring members in state down, per cluster.",
