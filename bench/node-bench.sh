@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Single-node throughput/latency of ringcache-node against a minimal axum "ceiling" in the same run.
+#   bench/node-bench.sh            (env: REPEATS=3 DURATION=10s CONNS=50 WRK_THREADS=1 KEYS=100000)
+# Builds release, starts the node and node/examples/ceiling.rs on 127.0.0.1, preloads KEYS keys of
+# 100 bytes, then alternates ceiling/node runs of wrk (GET of random keys, PUT of random keys),
+# REPEATS times, and prints medians and node/ceiling ratios as a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPEATS=${REPEATS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+WRK_THREADS=${WRK_THREADS:-1}
+KEYS=${KEYS:-100000}
+NODE_ADDR=${NODE_ADDR:-127.0.0.1:17070}
+CEIL_ADDR=${CEIL_ADDR:-127.0.0.1:17171}
+export BENCH_KEYS=$KEYS
+
+if ! command -v wrk >/dev/null; then
+  echo "wrk missing: apt-get update && apt-get install -y wrk" >&2
+  exit 1
+fi
+
+cargo build --release -q -p ringcache-node --bin ringcache-node --example ceiling
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+RUST_LOG=warn target/release/ringcache-node --listen "$NODE_ADDR" --node-id bench --max-memory 1Gi &
+PIDS+=($!)
+NODE_PID=$!
+target/release/examples/ceiling "$CEIL_ADDR" &
+PIDS+=($!)
+
+for addr in "$NODE_ADDR" "$CEIL_ADDR"; do
+  for _ in $(seq 1 100); do
+    curl -fs -o /dev/null "http://$addr/v1/keys/probe" -X PUT -d x && break
+    sleep 0.1
+  done
+done
+
+# Preload through the batch API: KEYS keys "key:N" with 100-byte values.
+python3 - "$NODE_ADDR" "$KEYS" <<'PY'
+import json, sys, urllib.request
+addr, keys = sys.argv[1], int(sys.argv[2])
+value = "v" * 100
+for start in range(0, keys, 1000):
+    ops = [{"op": "set", "key": f"key:{i}", "value": value} for i in range(start, min(start + 1000, keys))]
+    req = urllib.request.Request(f"http://{addr}/v1/batch", data=json.dumps({"ops": ops}).encode(),
+                                 headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req) as r:
+        res = json.load(r)["results"]
+        assert all(x["status"] == 204 for x in res), res[:3]
+PY
+items=$(curl -fs "http://$NODE_ADDR/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
+echo "preloaded: $items items" >&2
+
+OUT=$(mktemp)
+run() { # target op addr
+  local line
+  line=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" -s "bench/lua/$2.lua" "http://$3" | grep '^RESULT')
+  echo "$1 $2 $line" | tee -a "$OUT" >&2
+}
+for rep in $(seq 1 "$REPEATS"); do
+  for op in get put; do
+    run ceiling "$op" "$CEIL_ADDR"
+    run node "$op" "$NODE_ADDR"
+  done
+done
+rss_kb=$(ps -o rss= -p "$NODE_PID" | tr -d ' ')
+
+python3 - "$OUT" "$REPEATS" "$rss_kb" "$items" <<'PY'
+import statistics, sys
+path, repeats, rss_kb, items = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+runs = {}
+for line in open(path):
+    target, op, _, rps, p50, p99, status_err, sock_err = line.split()
+    runs.setdefault((target, op), []).append((float(rps), float(p50), float(p99), int(status_err), int(sock_err)))
+med = lambda xs: statistics.median(xs)
+print(f"| op | target | ops/s (median of {repeats}) | p50 µs | p99 µs | non-2xx / socket errors |")
+print("|---|---|---:|---:|---:|---:|")
+for op in ("get", "put"):
+    for target in ("ceiling", "node"):
+        r = runs[(target, op)]
+        print(f"| {op.upper()} | {target} | {med([x[0] for x in r]):.0f} | {med([x[1] for x in r]):.0f} | "
+              f"{med([x[2] for x in r]):.0f} | {sum(x[3] for x in r)} / {sum(x[4] for x in r)} |")
+print()
+for op in ("get", "put"):
+    n, c = runs[("node", op)], runs[("ceiling", op)]
+    thr = med([x[0] for x in n]) / med([x[0] for x in c])
+    p99 = med([x[2] for x in n]) / med([x[2] for x in c])
+    # Each node run directly follows its ceiling run: the per-pair ratio cancels slow drifts of
+    # the shared machine better than the ratio of medians.
+    pair = med([a[0] / b[0] for a, b in zip(n, c)])
+    pair99 = med([a[2] / b[2] for a, b in zip(n, c)])
+    print(f"- {op.upper()}: node/ceiling throughput {thr:.2f} (median of per-pair ratios {pair:.2f}), "
+          f"p99 {p99:.2f}x (per-pair {pair99:.2f}x)")
+print(f"- node RSS after the runs: {int(rss_kb) / 1024:.0f} MiB with {items} items preloaded")
+PY
+rm -f "$OUT"

@@ -1,0 +1,335 @@
+//! Turning single nodes into a cluster: request routing (local, or forwarded to an owner in one
+//! hop with failover), replication of writes to every live write owner per `writeConsistency`,
+//! learning newer ring epochs from peers, and migration/recovery pulls ([`migration`]).
+
+pub mod migration;
+pub mod peer;
+pub mod replication;
+
+use crate::config::WriteConsistency;
+use crate::engine::Record;
+use crate::http::{ApiError, SharedState};
+use crate::ring_state::RingView;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Acknowledgements a write needs out of `owners` live write owners.
+pub fn required_acks(c: WriteConsistency, owners: usize) -> usize {
+    match c {
+        WriteConsistency::All => owners,
+        WriteConsistency::Quorum => owners / 2 + 1,
+        WriteConsistency::One => 1.min(owners),
+    }
+}
+
+/// Context of a key request as it arrived.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The request was forwarded by a peer: never forward it again.
+    pub forwarded: bool,
+    /// The client's Authorization header, passed on when forwarding.
+    pub auth: Option<String>,
+}
+
+fn path_for(key: &[u8]) -> String {
+    let mut s = String::from("/v1/keys/");
+    for &b in key {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// Learns a newer epoch seen in a peer's header by fetching that peer's ring.
+pub fn observe_epoch(s: &SharedState, epoch: Option<u64>, addr: &str) {
+    let Some(e) = epoch else { return };
+    if e <= s.ring.epoch() || addr.is_empty() {
+        return;
+    }
+    if s.learning_epoch
+        .fetch_max(e, std::sync::atomic::Ordering::AcqRel)
+        >= e
+    {
+        return; // a fetch for this epoch (or a newer one) is already under way
+    }
+    let s = s.clone();
+    let addr = addr.to_string();
+    tokio::spawn(async move {
+        match s.peers.fetch_ring(&addr, s.auth_token.as_deref()).await {
+            Ok(body) => match s.ring.update_json(&body) {
+                Ok(crate::ring_state::RingUpdate::Accepted) => {
+                    tracing::info!(epoch = s.ring.epoch(), from = %addr, "newer ring learned from a peer");
+                    s.ring_changed.notify_waiters();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(from = %addr, error = %e, "peer ring not taken"),
+            },
+            Err(e) => {
+                tracing::debug!(from = %addr, error = %e, "cannot fetch peer ring");
+                // Let the next request carrying this epoch try again.
+                s.learning_epoch
+                    .store(s.ring.epoch(), std::sync::atomic::Ordering::Release);
+            }
+        }
+    });
+}
+
+/// Reads `key`: locally when this node serves reads for its partition, otherwise from a live
+/// owner (one hop, failover to the next on connection errors and 5xx).
+pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option<Bytes>, ApiError> {
+    let p = s.engine.partition_of(key);
+    let now = s.clock.now_ms();
+    let view = s.ring.get();
+    if view.serves_read(p) {
+        return Ok(s.engine.get(key, now));
+    }
+    if origin.forwarded {
+        // Our ring and the sender's disagree; answer with what we have rather than bounce.
+        return match s.engine.get(key, now) {
+            Some(v) => Ok(Some(v)),
+            None => Err(ApiError::unavailable(format!(
+                "forwarded read for partition {p}, which this node does not serve at epoch {}",
+                view.epoch()
+            ))),
+        };
+    }
+    let owners = view.doc.read_owners(p);
+    let path = path_for(key);
+    let mut last_err = format!("no live owner for partition {p}");
+    for i in owners {
+        let addr = view.addr(i);
+        s.metrics
+            .forwards
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match s
+            .peers
+            .forward(
+                addr,
+                peer::ForwardRequest {
+                    method: reqwest::Method::GET,
+                    path_and_query: &path,
+                    body: None,
+                    auth: origin.auth.as_deref(),
+                },
+                view.epoch(),
+                view.self_addr(),
+            )
+            .await
+        {
+            Ok(f) => {
+                observe_epoch(s, f.epoch, addr);
+                return match f.status {
+                    200 => Ok(Some(f.body)),
+                    404 => Ok(None),
+                    st => Err(relay_error(st, &f.body)),
+                };
+            }
+            Err(e) => {
+                s.metrics
+                    .forward_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(error = %e, "forwarded read failed; trying next owner");
+                last_err = e.to_string();
+            }
+        }
+    }
+    Err(ApiError::unavailable(last_err))
+}
+
+/// A write: `Some(value)` sets, `None` deletes.
+pub struct Write {
+    pub value: Option<Bytes>,
+    pub ttl_ms: Option<u64>,
+}
+
+/// Writes `key`: coordinated here when this node is a write owner (stored locally, then
+/// replicated to every other live write owner, acknowledged per `writeConsistency`), otherwise
+/// forwarded to the first write owner that answers.
+pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Result<(), ApiError> {
+    let p = s.engine.partition_of(key);
+    let now = s.clock.now_ms();
+    let view = s.ring.get();
+    let owners = view.doc.write_owners(p);
+    if owners.is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "no live owner for partition {p}"
+        )));
+    }
+    if view.takes_write(p) {
+        let rec = match w.value {
+            Some(v) => s.engine.set(key, v, w.ttl_ms, now)?,
+            None => s.engine.delete(key, now)?,
+        };
+        return replicate(s, &view, &owners, rec).await;
+    }
+    if origin.forwarded {
+        return Err(ApiError::unavailable(format!(
+            "forwarded write for partition {p}, which this node does not own at epoch {}",
+            view.epoch()
+        )));
+    }
+    let mut path = path_for(key);
+    if let Some(t) = w.ttl_ms {
+        path.push_str(&format!("?ttl={t}ms"));
+    }
+    let method = if w.value.is_some() {
+        reqwest::Method::PUT
+    } else {
+        reqwest::Method::DELETE
+    };
+    let mut last_err = String::new();
+    for i in owners {
+        let addr = view.addr(i);
+        s.metrics
+            .forwards
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match s
+            .peers
+            .forward(
+                addr,
+                peer::ForwardRequest {
+                    method: method.clone(),
+                    path_and_query: &path,
+                    body: w.value.clone(),
+                    auth: origin.auth.as_deref(),
+                },
+                view.epoch(),
+                view.self_addr(),
+            )
+            .await
+        {
+            Ok(f) => {
+                observe_epoch(s, f.epoch, addr);
+                return match f.status {
+                    200..=299 => Ok(()),
+                    st => Err(relay_error(st, &f.body)),
+                };
+            }
+            Err(e) => {
+                s.metrics
+                    .forward_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(error = %e, "forwarded write failed; trying next owner");
+                last_err = e.to_string();
+            }
+        }
+    }
+    Err(ApiError::unavailable(last_err))
+}
+
+/// Sends `rec` (already stored here) to the other write owners and waits for enough acks.
+async fn replicate(
+    s: &SharedState,
+    view: &Arc<RingView>,
+    owners: &[u32],
+    rec: Record,
+) -> Result<(), ApiError> {
+    let others: Vec<String> = owners
+        .iter()
+        .filter(|&&i| Some(i) != view.self_index)
+        .map(|&i| view.addr(i).to_string())
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let need = required_acks(s.write_consistency, owners.len()).saturating_sub(1);
+    if need == 0 {
+        s.replication
+            .enqueue(rec, others, view.epoch(), view.self_addr().to_string())
+            .await;
+        return Ok(());
+    }
+    // Each replica write runs as its own task: once enough have acknowledged, the client is
+    // answered and the rest still complete (dropping them would leave those replicas stale).
+    let mut calls: futures_util::stream::FuturesUnordered<_> = others
+        .into_iter()
+        .map(|addr| {
+            let (s, view, rec) = (s.clone(), view.clone(), rec.clone());
+            tokio::spawn(async move {
+                let r = s
+                    .peers
+                    .apply(
+                        &addr,
+                        std::slice::from_ref(&rec),
+                        view.epoch(),
+                        view.self_addr(),
+                    )
+                    .await;
+                if let Ok(epoch) = &r {
+                    observe_epoch(&s, *epoch, &addr);
+                }
+                r
+            })
+        })
+        .collect();
+    use futures_util::StreamExt;
+    let (mut acks, mut errors) = (0usize, Vec::new());
+    while let Some(joined) = calls.next().await {
+        match joined {
+            Ok(Ok(_)) => acks += 1,
+            Ok(Err(e)) => {
+                s.metrics
+                    .replication_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                errors.push(e.to_string());
+            }
+            Err(e) => errors.push(format!("replica task failed: {e}")),
+        }
+        if acks >= need {
+            return Ok(());
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "replication_failed",
+        format!(
+            "{acks} of {need} replica acknowledgements: {}",
+            errors.join("; ")
+        ),
+    ))
+}
+
+fn relay_error(status: u16, body: &[u8]) -> ApiError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or("error from owner")
+        .to_string();
+    let code: &'static str = match v["code"].as_str() {
+        Some("bad_key") => "bad_key",
+        Some("bad_ttl") => "bad_ttl",
+        Some("value_too_large") => "value_too_large",
+        Some("insufficient_storage") => "insufficient_storage",
+        Some("unauthorized") => "unauthorized",
+        _ => "owner_error",
+    };
+    ApiError::new(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        code,
+        msg,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_per_consistency() {
+        assert_eq!(required_acks(WriteConsistency::All, 3), 3);
+        assert_eq!(required_acks(WriteConsistency::Quorum, 3), 2);
+        assert_eq!(required_acks(WriteConsistency::Quorum, 2), 2);
+        assert_eq!(required_acks(WriteConsistency::Quorum, 4), 3);
+        assert_eq!(required_acks(WriteConsistency::One, 3), 1);
+    }
+
+    #[test]
+    fn key_paths_are_percent_encoded() {
+        assert_eq!(path_for(b"a b/c"), "/v1/keys/a%20b%2Fc");
+        assert_eq!(path_for(b"user:1"), "/v1/keys/user%3A1");
+    }
+}

@@ -1,0 +1,295 @@
+//! HTTP calls from this node to its peers: forwarded key requests, replica writes, partition pulls,
+//! ring fetches. One pooled keep-alive client for all of them.
+
+use crate::engine::Record;
+use crate::wire;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Set on a request forwarded by a node: the receiver must not forward it again.
+pub const FORWARDED: &str = "x-ringcache-forwarded";
+/// The ring epoch of the sender (internal and forwarded requests) or responder.
+pub const EPOCH: &str = "x-ringcache-epoch";
+/// `ip:port` of the sender, so a receiver that learns of a newer epoch knows whom to ask.
+pub const ORIGIN: &str = "x-ringcache-origin";
+
+/// Per-hop timeout of forwarded requests and replica writes.
+pub const HOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{addr}: {source}")]
+    Http {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{addr} answered {status}: {body}")]
+    Status {
+        addr: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{addr}: {0}", addr = .1)]
+    Wire(#[source] wire::WireError, String),
+    #[error("peer address is unknown")]
+    NoAddr,
+}
+
+impl PeerError {
+    /// Whether another owner should be tried (connection trouble or a 5xx), as opposed to an
+    /// answer that would be the same anywhere.
+    pub fn retryable(&self) -> bool {
+        match self {
+            PeerError::Status { status, .. } => *status >= 500,
+            _ => true,
+        }
+    }
+}
+
+/// A public key request to pass on to an owner.
+pub struct ForwardRequest<'a> {
+    pub method: reqwest::Method,
+    pub path_and_query: &'a str,
+    pub body: Option<Bytes>,
+    /// The client's Authorization header, passed through unchanged.
+    pub auth: Option<&'a str>,
+}
+
+/// A forwarded response: status, body, and the responder's epoch if it sent one.
+#[derive(Debug)]
+pub struct Forwarded {
+    pub status: u16,
+    pub body: Bytes,
+    pub epoch: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct Peers {
+    pub(crate) http: reqwest::Client,
+    internal_token: Option<String>,
+}
+
+impl Peers {
+    pub fn new(internal_token: Option<String>) -> Peers {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Peers {
+            http,
+            internal_token,
+        }
+    }
+
+    fn internal(
+        &self,
+        rb: reqwest::RequestBuilder,
+        epoch: u64,
+        origin: &str,
+    ) -> reqwest::RequestBuilder {
+        let rb = rb.header(EPOCH, epoch).header(ORIGIN, origin);
+        match &self.internal_token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Sends a public key request to `addr`, marked as forwarded.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        req: ForwardRequest<'_>,
+        epoch: u64,
+        origin: &str,
+    ) -> Result<Forwarded, PeerError> {
+        let ForwardRequest {
+            method,
+            path_and_query,
+            body,
+            auth,
+        } = req;
+        if addr.is_empty() {
+            return Err(PeerError::NoAddr);
+        }
+        let mut rb = self
+            .http
+            .request(method, format!("http://{addr}{path_and_query}"))
+            .timeout(HOP_TIMEOUT)
+            .header(FORWARDED, "1")
+            .header(EPOCH, epoch)
+            .header(ORIGIN, origin);
+        if let Some(a) = auth {
+            rb = rb.header(reqwest::header::AUTHORIZATION, a);
+        }
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        let http = |source| PeerError::Http {
+            addr: addr.to_string(),
+            source,
+        };
+        let resp = rb.send().await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let epoch = header_epoch(resp.headers());
+        let body = resp.bytes().await.map_err(http)?;
+        if status >= 500 {
+            return Err(PeerError::Status {
+                addr: addr.to_string(),
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(Forwarded {
+            status,
+            body,
+            epoch,
+        })
+    }
+
+    /// Replica write: `POST /internal/v1/apply` with a record stream. Returns the peer's epoch.
+    pub async fn apply(
+        &self,
+        addr: &str,
+        records: &[Record],
+        epoch: u64,
+        origin: &str,
+    ) -> Result<Option<u64>, PeerError> {
+        if addr.is_empty() {
+            return Err(PeerError::NoAddr);
+        }
+        let rb = self
+            .http
+            .post(format!("http://{addr}/internal/v1/apply"))
+            .timeout(HOP_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
+            .body(wire::encode_all(records));
+        let resp = self
+            .internal(rb, epoch, origin)
+            .send()
+            .await
+            .map_err(|source| PeerError::Http {
+                addr: addr.to_string(),
+                source,
+            })?;
+        check(addr, resp).await.map(|r| header_epoch(r.headers()))
+    }
+
+    /// `GET /internal/v1/partitions/{p}?after=HEX` as a response whose body the caller streams.
+    pub async fn pull(
+        &self,
+        addr: &str,
+        p: u32,
+        after: Option<&[u8]>,
+        epoch: u64,
+        origin: &str,
+    ) -> Result<reqwest::Response, PeerError> {
+        if addr.is_empty() {
+            return Err(PeerError::NoAddr);
+        }
+        let mut url = format!("http://{addr}/internal/v1/partitions/{p}");
+        if let Some(a) = after {
+            url.push_str("?after=");
+            url.push_str(&hex(a));
+        }
+        let resp = self
+            .internal(self.http.get(url), epoch, origin)
+            .send()
+            .await
+            .map_err(|source| PeerError::Http {
+                addr: addr.to_string(),
+                source,
+            })?;
+        check(addr, resp).await
+    }
+
+    /// The ring epoch `addr` serves with (asked on `/healthz` with our epoch, which also teaches
+    /// the peer a newer ring if we have one).
+    pub async fn epoch_of(&self, addr: &str, epoch: u64, origin: &str) -> Result<u64, PeerError> {
+        let resp = self
+            .http
+            .get(format!("http://{addr}/healthz"))
+            .timeout(HOP_TIMEOUT)
+            .header(EPOCH, epoch)
+            .header(ORIGIN, origin)
+            .send()
+            .await
+            .map_err(|source| PeerError::Http {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let resp = check(addr, resp).await?;
+        header_epoch(resp.headers()).ok_or_else(|| PeerError::Status {
+            addr: addr.to_string(),
+            status: 200,
+            body: "no epoch header in the answer".into(),
+        })
+    }
+
+    /// `GET /v1/ring` of a peer (public route; the auth token is passed when configured).
+    pub async fn fetch_ring(&self, addr: &str, auth: Option<&str>) -> Result<Bytes, PeerError> {
+        let mut rb = self
+            .http
+            .get(format!("http://{addr}/v1/ring"))
+            .timeout(HOP_TIMEOUT);
+        if let Some(t) = auth {
+            rb = rb.bearer_auth(t);
+        }
+        let http = |source| PeerError::Http {
+            addr: addr.to_string(),
+            source,
+        };
+        let resp = check(addr, rb.send().await.map_err(http)?).await?;
+        resp.bytes().await.map_err(http)
+    }
+}
+
+async fn check(addr: &str, resp: reqwest::Response) -> Result<reqwest::Response, PeerError> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    Err(PeerError::Status {
+        addr: addr.to_string(),
+        status,
+        body,
+    })
+}
+
+pub fn header_epoch(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    h.get(EPOCH)?.to_str().ok()?.parse().ok()
+}
+
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_roundtrip() {
+        assert_eq!(super::hex(b"\x00\xffab"), "00ff6162");
+        assert_eq!(super::unhex("00ff6162").unwrap(), b"\x00\xffab");
+        assert!(super::unhex("0").is_none());
+        assert!(super::unhex("zz").is_none());
+    }
+}

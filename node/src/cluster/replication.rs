@@ -1,0 +1,117 @@
+//! Asynchronous replication for `writeConsistency: one`: a bounded queue drained by one worker
+//! that batches records per target and retries with backoff. Queue length, lag and errors are
+//! exported as metrics. When the queue is full the write replicates synchronously instead
+//! (back-pressure rather than silently dropping replica writes).
+
+use super::peer::Peers;
+use crate::engine::Record;
+use crate::metrics::Metrics;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Queue capacity (records).
+pub const QUEUE_CAPACITY: usize = 65_536;
+/// Records per replica request.
+const BATCH: usize = 256;
+const RETRIES: u32 = 5;
+
+struct Item {
+    rec: Record,
+    targets: Vec<String>,
+    epoch: u64,
+    origin: String,
+    queued: Instant,
+}
+
+#[derive(Clone)]
+pub struct Replicator {
+    tx: mpsc::Sender<Item>,
+    peers: Peers,
+    metrics: Arc<Metrics>,
+}
+
+impl Replicator {
+    /// Creates the queue and spawns its worker (needs a Tokio runtime).
+    pub fn start(peers: Peers, metrics: Arc<Metrics>) -> Replicator {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(worker(rx, peers.clone(), metrics.clone()));
+        Replicator { tx, peers, metrics }
+    }
+
+    pub async fn enqueue(&self, rec: Record, targets: Vec<String>, epoch: u64, origin: String) {
+        let item = Item {
+            rec,
+            targets,
+            epoch,
+            origin,
+            queued: Instant::now(),
+        };
+        match self.tx.try_send(item) {
+            Ok(()) => {
+                self.metrics
+                    .replication_queue
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(
+                mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item),
+            ) => {
+                for t in &item.targets {
+                    if let Err(e) = self
+                        .peers
+                        .apply(t, std::slice::from_ref(&item.rec), item.epoch, &item.origin)
+                        .await
+                    {
+                        self.metrics
+                            .replication_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "synchronous fallback replication failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn worker(mut rx: mpsc::Receiver<Item>, peers: Peers, metrics: Arc<Metrics>) {
+    let mut buf = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut buf, BATCH).await > 0 {
+        metrics
+            .replication_queue
+            .fetch_sub(buf.len() as u64, Ordering::Relaxed);
+        if let Some(oldest) = buf.iter().map(|i| i.queued).min() {
+            metrics
+                .replication_lag_ms
+                .store(oldest.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        let mut per_target: HashMap<&str, (Vec<Record>, u64, &str)> = HashMap::new();
+        for item in &buf {
+            for t in &item.targets {
+                let e = per_target
+                    .entry(t.as_str())
+                    .or_insert_with(|| (Vec::new(), item.epoch, item.origin.as_str()));
+                e.0.push(item.rec.clone());
+            }
+        }
+        for (target, (recs, epoch, origin)) in per_target {
+            let mut delay = Duration::from_millis(50);
+            for attempt in 1..=RETRIES {
+                match peers.apply(target, &recs, epoch, origin).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        metrics.replication_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(target, attempt, error = %e, "async replication failed");
+                        if attempt < RETRIES {
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
+                    }
+                }
+            }
+        }
+        buf.clear();
+        metrics.replication_lag_ms.store(0, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,570 @@
+//! The storage engine: one map per ring partition behind its own lock, so a partition can be
+//! listed, streamed, replaced or dropped on its own. No I/O and no clock of its own: every call takes
+//! `now_ms` (Unix milliseconds), which keeps TTL and tombstone behaviour testable without sleeping.
+//!
+//! Memory: every entry is charged `key + value + ENTRY_OVERHEAD` bytes. Writes that would pass
+//! `max_memory` evict first (LRU or LFU, approximated like Redis by sampling `eviction_samples`
+//! entries spread over partitions and evicting the coldest of them; exact when the cache holds no
+//! more entries than the sample) or are refused with [`EngineError::Full`] under `none`.
+//! The bound is soft by at most the entries being written concurrently.
+
+mod entry;
+pub mod hlc;
+
+use entry::Entry;
+pub use entry::{ENTRY_OVERHEAD, Record, entry_size};
+pub use hlc::Hlc;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+type Map = IndexMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionPolicy {
+    Lru,
+    Lfu,
+    /// Refuse writes at the memory bound.
+    None,
+}
+
+impl std::str::FromStr for EvictionPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lru" => Ok(EvictionPolicy::Lru),
+            "lfu" => Ok(EvictionPolicy::Lfu),
+            "none" => Ok(EvictionPolicy::None),
+            other => Err(format!("expected lru, lfu or none, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub partitions: u32,
+    pub max_memory: u64,
+    pub eviction: EvictionPolicy,
+    /// How long a delete's tombstone outlives the delete (must outlast any migration).
+    pub tombstone_grace_ms: u64,
+    /// Entries compared per eviction.
+    pub eviction_samples: usize,
+}
+
+impl EngineConfig {
+    pub fn new(partitions: u32, max_memory: u64, eviction: EvictionPolicy) -> EngineConfig {
+        EngineConfig {
+            partitions,
+            max_memory,
+            eviction,
+            tombstone_grace_ms: 10 * 60 * 1000,
+            eviction_samples: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("cache is full ({used} of {max} bytes) and eviction is off or found nothing to evict")]
+    Full { used: u64, max: u64 },
+    #[error("entry of {size} bytes can never fit in max memory {max}")]
+    TooLarge { size: u64, max: u64 },
+    #[error("partition {0} is out of range")]
+    NoSuchPartition(u32),
+}
+
+/// What `apply` did with an incoming record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Stored: it was newer than what this node had (or this node had nothing).
+    Stored,
+    /// Ignored: this node already holds the same or a newer version.
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStats {
+    pub items: u64,
+    pub tombstones: u64,
+    pub bytes: u64,
+    pub max_memory: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub expired: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepResult {
+    pub expired: u64,
+    pub tombstones_purged: u64,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    parts: Box<[RwLock<Map>]>,
+    hlc: Hlc,
+    bytes: AtomicU64,
+    items: AtomicU64,
+    tombstones: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    expired: AtomicU64,
+    /// Access clock for LRU order: a counter, so order is exact even within one millisecond.
+    tick: AtomicU64,
+    rng: AtomicU64,
+    last_decay_ms: AtomicU64,
+}
+
+/// Eviction order key: (not expired, primary order, tie-break); the smallest is evicted.
+type Score = (u8, u64, u64);
+
+/// LFU counts are halved this often so that formerly hot keys can cool down.
+const LFU_DECAY_MS: u64 = 60_000;
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        let n = cfg.partitions.max(1);
+        let parts = (0..n)
+            .map(|_| RwLock::new(Map::with_hasher(Default::default())))
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Engine {
+            cfg,
+            parts,
+            hlc: Hlc::new(),
+            bytes: AtomicU64::new(0),
+            items: AtomicU64::new(0),
+            tombstones: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            tick: AtomicU64::new(1),
+            rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            last_decay_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.parts.len() as u32
+    }
+
+    pub fn partition_of(&self, key: &[u8]) -> u32 {
+        ringcache_ring::partition_of(key, self.partitions())
+    }
+
+    pub fn hlc(&self) -> &Hlc {
+        &self.hlc
+    }
+
+    fn part(&self, key: &[u8]) -> &RwLock<Map> {
+        &self.parts[self.partition_of(key) as usize]
+    }
+
+    fn next_tick(&self) -> u64 {
+        self.tick.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The live value of `key`, counting a hit or a miss. Expired entries are misses and are removed.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
+        let part = self.part(key);
+        let expired = {
+            let map = part.read();
+            match map.get(key) {
+                Some(e) if e.tombstone => None,
+                Some(e) if e.is_expired(now_ms) => Some(()),
+                Some(e) => {
+                    e.touch(self.next_tick());
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Some(e.value.clone());
+                }
+                None => None,
+            }
+        };
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        if expired.is_some() {
+            let mut map = part.write();
+            if map
+                .get(key)
+                .is_some_and(|e| !e.tombstone && e.is_expired(now_ms))
+            {
+                self.remove_locked(&mut map, key);
+                self.expired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None
+    }
+
+    /// The stored record for `key`, tombstones included, expired entries excluded. No hit/miss count.
+    pub fn get_record(&self, key: &[u8], now_ms: u64) -> Option<Record> {
+        let map = self.part(key).read();
+        let (k, e) = map.get_key_value(key)?;
+        if !e.tombstone && e.is_expired(now_ms) {
+            return None;
+        }
+        Some(to_record(k, e))
+    }
+
+    /// Stores `value` under a fresh version; `ttl_ms` of `None` means no expiry.
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Record, EngineError> {
+        let version = self.hlc.now(now_ms);
+        let expires_at = ttl_ms.map_or(0, |t| now_ms.saturating_add(t.max(1)));
+        let rec = Record {
+            key: Bytes::copy_from_slice(key),
+            version,
+            expires_at,
+            value: Some(value),
+        };
+        self.store(&rec, false, now_ms)?;
+        Ok(rec)
+    }
+
+    /// Deletes by writing a tombstone that lives for the configured grace period.
+    pub fn delete(&self, key: &[u8], now_ms: u64) -> Result<Record, EngineError> {
+        let version = self.hlc.now(now_ms);
+        let rec = Record {
+            key: Bytes::copy_from_slice(key),
+            version,
+            expires_at: now_ms.saturating_add(self.cfg.tombstone_grace_ms),
+            value: None,
+        };
+        self.store(&rec, false, now_ms)?;
+        Ok(rec)
+    }
+
+    /// Applies a record from a peer (replication, migration, snapshot): newer version wins.
+    pub fn apply(&self, rec: &Record, now_ms: u64) -> Result<Applied, EngineError> {
+        self.hlc.observe(rec.version);
+        if rec.expires_at != 0 && rec.expires_at <= now_ms {
+            // Already expired (or a tombstone past its grace): storing it would only be swept.
+            // A live older entry must still lose to it, so remove that one if it is older.
+            let mut map = self.part(&rec.key).write();
+            if map
+                .get(&rec.key[..])
+                .is_some_and(|e| e.version < rec.version)
+            {
+                self.remove_locked(&mut map, &rec.key);
+                return Ok(Applied::Stored);
+            }
+            return Ok(Applied::Stale);
+        }
+        self.store(rec, true, now_ms)
+    }
+
+    fn store(
+        &self,
+        rec: &Record,
+        only_if_newer: bool,
+        now_ms: u64,
+    ) -> Result<Applied, EngineError> {
+        let value_len = rec.value.as_ref().map_or(0, Bytes::len);
+        let size = entry_size(rec.key.len(), value_len);
+        if size > self.cfg.max_memory {
+            return Err(EngineError::TooLarge {
+                size,
+                max: self.cfg.max_memory,
+            });
+        }
+        let part = self.part(&rec.key);
+        let old_size = {
+            let map = part.read();
+            match map.get(&rec.key[..]) {
+                Some(e) if only_if_newer && e.version >= rec.version => return Ok(Applied::Stale),
+                Some(e) => entry_size(rec.key.len(), e.value.len()),
+                None => 0,
+            }
+        };
+        self.make_room(size.saturating_sub(old_size), now_ms)?;
+        let mut map = part.write();
+        if let Some(e) = map.get(&rec.key[..])
+            && only_if_newer
+            && e.version >= rec.version
+        {
+            return Ok(Applied::Stale);
+        }
+        let entry = Entry {
+            // Copy so the stored value owns exactly its bytes (a slice of a request buffer would
+            // keep the whole buffer alive; see FIELD-NOTES).
+            value: rec
+                .value
+                .as_ref()
+                .map_or_else(Bytes::new, |v| Bytes::copy_from_slice(v)),
+            version: rec.version,
+            expires_at: rec.expires_at,
+            tombstone: rec.value.is_none(),
+            last_access: AtomicU64::new(self.next_tick()),
+            freq: AtomicU32::new(1),
+        };
+        let tomb = entry.tombstone;
+        let old = map.insert(Box::from(&rec.key[..]), entry);
+        drop(map);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.count_kind(tomb, 1);
+        if let Some(old) = old {
+            self.bytes.fetch_sub(
+                entry_size(rec.key.len(), old.value.len()),
+                Ordering::Relaxed,
+            );
+            self.count_kind(old.tombstone, -1);
+        }
+        Ok(Applied::Stored)
+    }
+
+    fn count_kind(&self, tombstone: bool, delta: i64) {
+        let c = if tombstone {
+            &self.tombstones
+        } else {
+            &self.items
+        };
+        if delta > 0 {
+            c.fetch_add(delta as u64, Ordering::Relaxed);
+        } else {
+            c.fetch_sub((-delta) as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn remove_locked(&self, map: &mut Map, key: &[u8]) -> Option<Entry> {
+        let old = map.swap_remove(key)?;
+        self.bytes
+            .fetch_sub(entry_size(key.len(), old.value.len()), Ordering::Relaxed);
+        self.count_kind(old.tombstone, -1);
+        Some(old)
+    }
+
+    fn make_room(&self, need: u64, now_ms: u64) -> Result<(), EngineError> {
+        let max = self.cfg.max_memory;
+        loop {
+            let used = self.bytes.load(Ordering::Relaxed);
+            if used.saturating_add(need) <= max {
+                return Ok(());
+            }
+            if self.cfg.eviction == EvictionPolicy::None || !self.evict_one(now_ms) {
+                return Err(EngineError::Full { used, max });
+            }
+        }
+    }
+
+    fn random(&self) -> u64 {
+        // splitmix64 over a shared counter: cheap, lock-free, good enough to spread samples.
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Score: lower is evicted first. Expired entries always go first.
+    fn score(&self, e: &Entry, now_ms: u64) -> Score {
+        if e.is_expired(now_ms) && !e.tombstone {
+            return (0, 0, 0);
+        }
+        let last = e.last_access.load(Ordering::Relaxed);
+        match self.cfg.eviction {
+            EvictionPolicy::Lfu => (1, u64::from(e.freq.load(Ordering::Relaxed)), last),
+            _ => (1, last, 0),
+        }
+    }
+
+    /// Evicts the coldest of a sample of entries. Returns false when there is nothing to evict.
+    fn evict_one(&self, now_ms: u64) -> bool {
+        let n = self.parts.len();
+        let samples = self.cfg.eviction_samples.max(1);
+        // Take a few entries from each visited partition so the sample spans many partitions.
+        let per_part = samples.div_ceil(4).max(1);
+        let start = (self.random() % n as u64) as usize;
+        let mut seen = 0usize;
+        let mut best: Option<(Score, usize, Box<[u8]>)> = None;
+        for i in 0..n {
+            let p = (start + i) % n;
+            let map = self.parts[p].read();
+            let len = map.len();
+            if len == 0 {
+                continue;
+            }
+            let take = per_part.min(len).min(samples - seen);
+            // Exhaustive when the partition is small enough; otherwise random positions.
+            let offset = if len <= take {
+                0
+            } else {
+                (self.random() % len as u64) as usize
+            };
+            for j in 0..take {
+                let idx = if len <= take {
+                    j
+                } else {
+                    (offset + j * (len / take).max(1)) % len
+                };
+                if let Some((k, e)) = map.get_index(idx) {
+                    let s = self.score(e, now_ms);
+                    if best.as_ref().is_none_or(|(bs, _, _)| s < *bs) {
+                        best = Some((s, p, k.clone()));
+                    }
+                }
+            }
+            seen += take;
+            if seen >= samples {
+                break;
+            }
+        }
+        let Some((_, p, key)) = best else {
+            return false;
+        };
+        let mut map = self.parts[p].write();
+        match self.remove_locked(&mut map, &key) {
+            Some(e) => {
+                if e.is_expired(now_ms) && !e.tombstone {
+                    self.expired.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            }
+            // Someone removed it meanwhile: that freed memory too, let the caller re-check.
+            None => true,
+        }
+    }
+
+    /// Records of partition `p` with keys strictly after `after`, in key order, at most `limit`.
+    /// Tombstones are included (so deletes travel); expired entries are not. A cursor over the
+    /// last returned key makes the scan resumable and bounded in memory.
+    pub fn scan_partition(
+        &self,
+        p: u32,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Record>, EngineError> {
+        let part = self
+            .parts
+            .get(p as usize)
+            .ok_or(EngineError::NoSuchPartition(p))?;
+        let map = part.read();
+        let mut picked: Vec<(&Box<[u8]>, &Entry)> = map
+            .iter()
+            .filter(|(k, e)| {
+                after.is_none_or(|a| &k[..] > a) && (e.tombstone || !e.is_expired(now_ms))
+            })
+            .collect();
+        if picked.len() > limit {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            picked.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(b.0));
+            picked.truncate(limit);
+        }
+        picked.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(picked.into_iter().map(|(k, e)| to_record(k, e)).collect())
+    }
+
+    /// Removes every entry of partition `p` (after the ring no longer gives it to this node).
+    pub fn drop_partition(&self, p: u32) -> Result<usize, EngineError> {
+        let part = self
+            .parts
+            .get(p as usize)
+            .ok_or(EngineError::NoSuchPartition(p))?;
+        let old = std::mem::replace(&mut *part.write(), Map::with_hasher(Default::default()));
+        for (k, e) in &old {
+            self.bytes
+                .fetch_sub(entry_size(k.len(), e.value.len()), Ordering::Relaxed);
+            self.count_kind(e.tombstone, -1);
+        }
+        Ok(old.len())
+    }
+
+    /// Live (non-tombstone, unexpired) entries in partition `p`.
+    pub fn partition_len(&self, p: u32, now_ms: u64) -> usize {
+        self.parts.get(p as usize).map_or(0, |part| {
+            part.read()
+                .values()
+                .filter(|e| !e.tombstone && !e.is_expired(now_ms))
+                .count()
+        })
+    }
+
+    /// Active expiry: removes expired entries and tombstones past their grace; halves LFU counts
+    /// once per `LFU_DECAY_MS`. Takes each partition's write lock only when it has work.
+    pub fn sweep(&self, now_ms: u64) -> SweepResult {
+        let mut res = SweepResult::default();
+        let decay = self.cfg.eviction == EvictionPolicy::Lfu
+            && now_ms.saturating_sub(self.last_decay_ms.load(Ordering::Relaxed)) >= LFU_DECAY_MS;
+        if decay {
+            self.last_decay_ms.store(now_ms, Ordering::Relaxed);
+        }
+        for part in self.parts.iter() {
+            let due = {
+                let map = part.read();
+                if decay {
+                    for e in map.values() {
+                        let f = e.freq.load(Ordering::Relaxed);
+                        e.freq.store(f / 2, Ordering::Relaxed);
+                    }
+                }
+                map.values().any(|e| e.is_expired(now_ms))
+            };
+            if !due {
+                continue;
+            }
+            let mut map = part.write();
+            let mut freed = 0u64;
+            map.retain(|k, e| {
+                if !e.is_expired(now_ms) {
+                    return true;
+                }
+                freed += entry_size(k.len(), e.value.len());
+                if e.tombstone {
+                    res.tombstones_purged += 1;
+                    self.count_kind(true, -1);
+                } else {
+                    res.expired += 1;
+                    self.count_kind(false, -1);
+                }
+                false
+            });
+            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+        }
+        self.expired.fetch_add(res.expired, Ordering::Relaxed);
+        res
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            items: self.items.load(Ordering::Relaxed),
+            tombstones: self.tombstones.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            max_memory: self.cfg.max_memory,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn to_record(k: &[u8], e: &Entry) -> Record {
+    Record {
+        key: Bytes::copy_from_slice(k),
+        version: e.version,
+        expires_at: e.expires_at,
+        value: (!e.tombstone).then(|| e.value.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! Read-only operational routes: ring, stats, health, readiness, metrics.
+
+use super::{ApiError, SharedState};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+pub async fn ring(State(s): State<SharedState>) -> Response {
+    let view = s.ring.get();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        view.json.clone(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub node_id: String,
+    pub items: u64,
+    pub tombstones: u64,
+    pub bytes: u64,
+    pub max_memory: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub expired: u64,
+    pub partitions_owned: u64,
+    pub epoch: u64,
+    pub ready: bool,
+}
+
+pub fn stats_of(s: &SharedState) -> Stats {
+    let e = s.engine.stats();
+    let view = s.ring.get();
+    Stats {
+        node_id: s.ring.node_id().to_string(),
+        items: e.items,
+        tombstones: e.tombstones,
+        bytes: e.bytes,
+        max_memory: e.max_memory,
+        hits: e.hits,
+        misses: e.misses,
+        evictions: e.evictions,
+        expired: e.expired,
+        partitions_owned: view.partitions_owned() as u64,
+        epoch: view.epoch(),
+        ready: s.ready.load(Ordering::Acquire),
+    }
+}
+
+pub async fn stats(State(s): State<SharedState>) -> Json<Stats> {
+    Json(stats_of(&s))
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(s): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if s.ready.load(Ordering::Acquire) {
+        Ok(Json(
+            serde_json::json!({ "ready": true, "epoch": s.ring.epoch() }),
+        ))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "ring not loaded or recovery not finished",
+        ))
+    }
+}
+
+pub async fn metrics(State(s): State<SharedState>) -> Response {
+    let st = stats_of(&s);
+    let snap = crate::metrics::Snapshot {
+        hits: st.hits,
+        misses: st.misses,
+        items: st.items,
+        tombstones: st.tombstones,
+        bytes: st.bytes,
+        max_memory: st.max_memory,
+        evictions: st.evictions,
+        expired: st.expired,
+        epoch: st.epoch,
+        partitions_owned: st.partitions_owned,
+        ready: st.ready,
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(&snap),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}

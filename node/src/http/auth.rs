@@ -1,0 +1,79 @@
+//! Bearer-token checks: the optional user token on `/v1/*`, the internal token on `/internal/v1/*`.
+
+use super::{ApiError, SharedState};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Compares in time independent of where the first difference is.
+/// The internal token may also come in this header: the API server's pod proxy (the operator's
+/// `--node-access=proxy`) strips `Authorization` before it reaches the pod.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-ringcache-internal-token";
+
+fn internal_token(req: &Request) -> Option<&str> {
+    bearer(req).or_else(|| {
+        req.headers()
+            .get(INTERNAL_TOKEN_HEADER)?
+            .to_str()
+            .ok()
+            .map(str::trim)
+    })
+}
+
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong bearer token",
+    )
+    .into_response()
+}
+
+pub async fn public(State(s): State<SharedState>, req: Request, next: Next) -> Response {
+    if let Some(token) = s.auth_token.as_deref()
+        && !bearer(&req).is_some_and(|b| same(b, token))
+    {
+        return unauthorized();
+    }
+    next.run(req).await
+}
+
+pub async fn internal(State(s): State<SharedState>, req: Request, next: Next) -> Response {
+    let Some(token) = s.internal_token.as_deref() else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "internal API disabled: no internal token configured",
+        )
+        .into_response();
+    };
+    if !internal_token(&req).is_some_and(|b| same(b, token)) {
+        return unauthorized();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn constant_time_compare_is_equality() {
+        assert!(super::same("abc", "abc"));
+        assert!(!super::same("abc", "abd"));
+        assert!(!super::same("abc", "ab"));
+    }
+}

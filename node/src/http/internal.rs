@@ -1,0 +1,122 @@
+//! `/internal/v1/*`: what the operator and peer nodes call (internal bearer token required).
+
+use super::{ApiError, SharedState};
+use crate::ring_state::{RingUpdate, RingUpdateError};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use bytes::Bytes;
+
+/// `PUT /internal/v1/ring`: 204 accepted or same epoch, 409 older epoch, 400 invalid.
+pub async fn put_ring(
+    State(s): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let body = body.map_err(super::error::body_rejection)?;
+    match s.ring.update_json(&body) {
+        Ok(RingUpdate::Accepted) => {
+            tracing::info!(
+                epoch = s.ring.epoch(),
+                "ring accepted from PUT /internal/v1/ring"
+            );
+            s.ring_changed.notify_waiters();
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(RingUpdate::SameEpoch) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ RingUpdateError::OlderEpoch { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "older_epoch",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::bad_request("invalid_ring", e.to_string())),
+    }
+}
+
+/// `GET /internal/v1/migration`: progress of the pulls this node needs for the current epoch.
+pub async fn migration(
+    State(s): State<SharedState>,
+) -> axum::Json<crate::cluster::migration::MigrationStatus> {
+    axum::Json(s.migration.lock().clone())
+}
+
+/// `GET /internal/v1/partitions/{p}[?after=HEXKEY]`: the partition's entries (tombstones
+/// included) as a record stream, read in bounded batches so memory stays flat.
+pub async fn partition(
+    State(s): State<SharedState>,
+    axum::extract::Path(p): axum::extract::Path<u32>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if p >= s.engine.partitions() {
+        return Err(ApiError::not_found(format!("partition {p} does not exist")));
+    }
+    let after = match q
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("after=")))
+    {
+        Some(h) => Some(
+            crate::cluster::peer::unhex(h)
+                .ok_or_else(|| ApiError::bad_request("bad_cursor", "after must be hex"))?,
+        ),
+        None => None,
+    };
+    struct Scan {
+        s: SharedState,
+        cursor: Option<Vec<u8>>,
+        count: u64,
+        finished: bool,
+    }
+    let init = Scan {
+        s,
+        cursor: after,
+        count: 0,
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold(init, move |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        let now = st.s.clock.now_ms();
+        let batch =
+            st.s.engine
+                .scan_partition(
+                    p,
+                    st.cursor.as_deref(),
+                    crate::cluster::migration::SCAN_BATCH,
+                    now,
+                )
+                .unwrap_or_default();
+        let mut out = bytes::BytesMut::new();
+        for r in &batch {
+            crate::wire::encode_record(&mut out, r);
+        }
+        st.count += batch.len() as u64;
+        if batch.len() < crate::cluster::migration::SCAN_BATCH {
+            crate::wire::encode_trailer(&mut out, st.count);
+            st.finished = true;
+        }
+        st.cursor = batch.last().map(|r| r.key.to_vec()).or(st.cursor);
+        Some((Ok::<_, std::convert::Infallible>(out.freeze()), st))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, crate::wire::CONTENT_TYPE)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `POST /internal/v1/apply`: replica writes as a record stream, applied newer-wins.
+/// A truncated or malformed stream is refused whole (400) and nothing is applied.
+pub async fn apply(
+    State(s): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let body = body.map_err(super::error::body_rejection)?;
+    let records = crate::wire::decode_all(&body)
+        .map_err(|e| ApiError::bad_request("bad_stream", e.to_string()))?;
+    let now = s.clock.now_ms();
+    for r in &records {
+        s.engine.apply(r, now)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

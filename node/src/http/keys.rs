@@ -1,0 +1,135 @@
+//! `GET/PUT/DELETE /v1/keys/{key}`.
+
+use super::{ApiError, SharedState, error::body_rejection};
+use crate::cluster::{self, Origin, peer::FORWARDED};
+use crate::quantity::parse_duration_ms;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use ringcache_ring::MAX_KEY_LEN;
+
+/// Longest accepted TTL (10 years): larger values are almost certainly unit mistakes.
+const MAX_TTL_MS: u64 = 10 * 365 * 86_400_000;
+
+pub fn check_key(key: &str) -> Result<&[u8], ApiError> {
+    let b = key.as_bytes();
+    if b.is_empty() {
+        return Err(ApiError::bad_key("key must not be empty"));
+    }
+    if b.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_key(format!(
+            "key is {} bytes, the maximum is {MAX_KEY_LEN}",
+            b.len()
+        )));
+    }
+    Ok(b)
+}
+
+/// Parses a TTL such as `30s`, `500ms`, `1m`; zero and absurdly long TTLs are refused.
+pub fn check_ttl(raw: &str) -> Result<u64, ApiError> {
+    let ms = parse_duration_ms(raw).map_err(|e| ApiError::bad_request("bad_ttl", e))?;
+    if ms == 0 || ms > MAX_TTL_MS {
+        return Err(ApiError::bad_request(
+            "bad_ttl",
+            format!("ttl {raw:?} must be between 1ms and 10 years"),
+        ));
+    }
+    Ok(ms)
+}
+
+fn ttl_from_query(q: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(q) = q else { return Ok(None) };
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("ttl=") {
+            return check_ttl(v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Loop guard and credentials of the incoming request.
+pub fn origin_of(h: &HeaderMap) -> Origin {
+    Origin {
+        forwarded: h.contains_key(FORWARDED),
+        auth: h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    }
+}
+
+// Takes the request itself (moved, not copied) instead of a `HeaderMap` extractor, which would
+// clone every header on the hottest route.
+pub async fn get(
+    State(s): State<SharedState>,
+    Path(key): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    let k = match check_key(&key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    // Fast path: a partition this node serves is answered without building an Origin.
+    let p = s.engine.partition_of(k);
+    let res = if s.ring.serves_read(p) {
+        Ok(s.engine.get(k, s.clock.now_ms()))
+    } else {
+        cluster::read(&s, k, &origin_of(req.headers())).await
+    };
+    match res {
+        Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
+        Ok(None) => ApiError::not_found("key not found").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn put(
+    State(s): State<SharedState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let k = check_key(&key)?;
+    let ttl = ttl_from_query(q.as_deref())?;
+    let body = body.map_err(body_rejection)?;
+    if body.len() as u64 > s.max_value_size {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            format!(
+                "value is {} bytes, the maximum is {}",
+                body.len(),
+                s.max_value_size
+            ),
+        ));
+    }
+    // The engine copies the value into its own allocation (the request buffer is not retained).
+    let w = cluster::Write {
+        value: Some(body),
+        ttl_ms: ttl,
+    };
+    cluster::write(&s, k, w, &origin_of(&h)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    State(s): State<SharedState>,
+    Path(key): Path<String>,
+    h: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let k = check_key(&key)?;
+    let w = cluster::Write {
+        value: None,
+        ttl_ms: None,
+    };
+    cluster::write(&s, k, w, &origin_of(&h)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `/v1/keys/` with nothing after it: an empty key.
+pub async fn empty_key() -> ApiError {
+    ApiError::bad_key("key must not be empty")
+}

@@ -1,0 +1,14 @@
+//! ringcache node: a partitioned in-memory storage engine ([`engine`]) behind the HTTP API of
+//! DESIGN.md ([`http`]), configured by [`config::Args`] and started by [`server::run`].
+
+pub mod clock;
+pub mod cluster;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod quantity;
+pub mod ring_state;
+pub mod server;
+pub mod snapshot;
+pub mod wire;

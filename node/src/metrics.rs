@@ -1,0 +1,374 @@
+//! Prometheus metrics, hand-written text format. The request path only touches atomics.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The routes of DESIGN.md's API (label values are the route templates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    KeyGet,
+    KeyPut,
+    KeyDelete,
+    Batch,
+    Ring,
+    Stats,
+    Healthz,
+    Readyz,
+    Metrics,
+    InternalRing,
+    InternalMigration,
+    InternalPartition,
+    InternalReplicate,
+    Other,
+}
+
+const ROUTES: [(Route, &str, &str); 14] = [
+    (Route::KeyGet, "GET", "/v1/keys/{key}"),
+    (Route::KeyPut, "PUT", "/v1/keys/{key}"),
+    (Route::KeyDelete, "DELETE", "/v1/keys/{key}"),
+    (Route::Batch, "POST", "/v1/batch"),
+    (Route::Ring, "GET", "/v1/ring"),
+    (Route::Stats, "GET", "/v1/stats"),
+    (Route::Healthz, "GET", "/healthz"),
+    (Route::Readyz, "GET", "/readyz"),
+    (Route::Metrics, "GET", "/metrics"),
+    (Route::InternalRing, "PUT", "/internal/v1/ring"),
+    (Route::InternalMigration, "GET", "/internal/v1/migration"),
+    (
+        Route::InternalPartition,
+        "GET",
+        "/internal/v1/partitions/{p}",
+    ),
+    (Route::InternalReplicate, "POST", "/internal/v1/apply"),
+    (Route::Other, "", "other"),
+];
+
+impl Route {
+    pub fn classify(method: &axum::http::Method, matched: Option<&str>) -> Route {
+        let Some(path) = matched else {
+            return Route::Other;
+        };
+        ROUTES
+            .iter()
+            .find(|(_, m, p)| *p == path && *m == method.as_str())
+            .map_or(Route::Other, |(r, _, _)| *r)
+    }
+
+    fn index(self) -> usize {
+        ROUTES
+            .iter()
+            .position(|(r, _, _)| *r == self)
+            .unwrap_or(ROUTES.len() - 1)
+    }
+}
+
+const STATUSES: [u16; 15] = [
+    200, 204, 400, 401, 403, 404, 405, 409, 413, 422, 500, 502, 503, 504, 507,
+];
+const N_STATUS: usize = STATUSES.len() + 1; // + "other"
+
+/// Upper bounds in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const N_BUCKET: usize = BUCKETS.len() + 1; // + Inf
+
+struct Histogram {
+    buckets: [AtomicU64; N_BUCKET],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counters and gauges of the node that are not derived from the engine at render time.
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    latency: Vec<Histogram>,
+    pub forwards: AtomicU64,
+    pub forward_errors: AtomicU64,
+    pub replication_queue: AtomicU64,
+    pub replication_errors: AtomicU64,
+    pub replication_lag_ms: AtomicU64,
+    pub migration_partitions: AtomicU64,
+    pub migration_keys: AtomicU64,
+    pub migration_bytes: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Values read from elsewhere at scrape time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Snapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub items: u64,
+    pub tombstones: u64,
+    pub bytes: u64,
+    pub max_memory: u64,
+    pub evictions: u64,
+    pub expired: u64,
+    pub epoch: u64,
+    pub partitions_owned: u64,
+    pub ready: bool,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            requests: (0..ROUTES.len() * N_STATUS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            latency: (0..ROUTES.len()).map(|_| Histogram::new()).collect(),
+            forwards: AtomicU64::new(0),
+            forward_errors: AtomicU64::new(0),
+            replication_queue: AtomicU64::new(0),
+            replication_errors: AtomicU64::new(0),
+            replication_lag_ms: AtomicU64::new(0),
+            migration_partitions: AtomicU64::new(0),
+            migration_keys: AtomicU64::new(0),
+            migration_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, route: Route, status: u16, elapsed: std::time::Duration) {
+        let r = route.index();
+        let s = STATUSES
+            .iter()
+            .position(|&x| x == status)
+            .unwrap_or(N_STATUS - 1);
+        self.requests[r * N_STATUS + s].fetch_add(1, Ordering::Relaxed);
+        let h = &self.latency[r];
+        let secs = elapsed.as_secs_f64();
+        let b = BUCKETS
+            .iter()
+            .position(|&ub| secs <= ub)
+            .unwrap_or(N_BUCKET - 1);
+        h.buckets[b].fetch_add(1, Ordering::Relaxed);
+        h.sum_ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        h.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self, route: Route, status: u16) -> u64 {
+        let s = STATUSES
+            .iter()
+            .position(|&x| x == status)
+            .unwrap_or(N_STATUS - 1);
+        self.requests[route.index() * N_STATUS + s].load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str("# HELP ringcache_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE ringcache_requests_total counter\n");
+        for (ri, (_, method, path)) in ROUTES.iter().enumerate() {
+            for si in 0..N_STATUS {
+                let n = self.requests[ri * N_STATUS + si].load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let status = STATUSES.get(si).map_or("other".to_string(), u16::to_string);
+                let _ = writeln!(
+                    out,
+                    "ringcache_requests_total{{method=\"{method}\",route=\"{path}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP ringcache_request_duration_seconds Request latency by route.\n");
+        out.push_str("# TYPE ringcache_request_duration_seconds histogram\n");
+        for (ri, (_, method, path)) in ROUTES.iter().enumerate() {
+            let h = &self.latency[ri];
+            let count = h.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let labels = format!("method=\"{method}\",route=\"{path}\"");
+            let mut cum = 0u64;
+            for (bi, ub) in BUCKETS.iter().enumerate() {
+                cum += h.buckets[bi].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "ringcache_request_duration_seconds_bucket{{{labels},le=\"{ub}\"}} {cum}"
+                );
+            }
+            cum += h.buckets[N_BUCKET - 1].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "ringcache_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cum}"
+            );
+            let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "ringcache_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "ringcache_request_duration_seconds_count{{{labels}}} {cum}"
+            );
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let scalars: [(&str, &str, &str, u64); 19] = [
+            (
+                "ringcache_hits_total",
+                "counter",
+                "Reads that found a live value.",
+                snap.hits,
+            ),
+            (
+                "ringcache_misses_total",
+                "counter",
+                "Reads that found nothing.",
+                snap.misses,
+            ),
+            (
+                "ringcache_items",
+                "gauge",
+                "Live entries stored.",
+                snap.items,
+            ),
+            (
+                "ringcache_tombstones",
+                "gauge",
+                "Delete tombstones kept.",
+                snap.tombstones,
+            ),
+            (
+                "ringcache_bytes",
+                "gauge",
+                "Accounted bytes (keys + values + per-entry overhead).",
+                snap.bytes,
+            ),
+            (
+                "ringcache_max_memory_bytes",
+                "gauge",
+                "Configured memory bound.",
+                snap.max_memory,
+            ),
+            (
+                "ringcache_evictions_total",
+                "counter",
+                "Entries evicted for memory.",
+                snap.evictions,
+            ),
+            (
+                "ringcache_expired_total",
+                "counter",
+                "Entries removed by TTL.",
+                snap.expired,
+            ),
+            (
+                "ringcache_ring_epoch",
+                "gauge",
+                "Epoch of the ring this node serves with.",
+                snap.epoch,
+            ),
+            (
+                "ringcache_partitions_owned",
+                "gauge",
+                "Partitions this node owns.",
+                snap.partitions_owned,
+            ),
+            (
+                "ringcache_ready",
+                "gauge",
+                "1 when ready to serve.",
+                u64::from(snap.ready),
+            ),
+            (
+                "ringcache_forwards_total",
+                "counter",
+                "Requests forwarded to an owner.",
+                load(&self.forwards),
+            ),
+            (
+                "ringcache_forward_errors_total",
+                "counter",
+                "Forward attempts that failed.",
+                load(&self.forward_errors),
+            ),
+            (
+                "ringcache_replication_queue_length",
+                "gauge",
+                "Asynchronous replication queue length.",
+                load(&self.replication_queue),
+            ),
+            (
+                "ringcache_replication_errors_total",
+                "counter",
+                "Failed replica writes.",
+                load(&self.replication_errors),
+            ),
+            (
+                "ringcache_replication_lag_milliseconds",
+                "gauge",
+                "Age of the oldest queued replica write.",
+                load(&self.replication_lag_ms),
+            ),
+            (
+                "ringcache_migration_partitions_total",
+                "counter",
+                "Partitions pulled by migration or recovery.",
+                load(&self.migration_partitions),
+            ),
+            (
+                "ringcache_migration_keys_total",
+                "counter",
+                "Entries pulled by migration or recovery.",
+                load(&self.migration_keys),
+            ),
+            (
+                "ringcache_migration_bytes_total",
+                "counter",
+                "Bytes pulled by migration or recovery.",
+                load(&self.migration_bytes),
+            ),
+        ];
+        for (name, kind, help, v) in scalars {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_scalars() {
+        let m = Metrics::new();
+        m.record(Route::KeyGet, 200, std::time::Duration::from_micros(300));
+        m.record(Route::KeyGet, 404, std::time::Duration::from_millis(2));
+        let text = m.render(&Snapshot {
+            hits: 3,
+            epoch: 7,
+            ..Default::default()
+        });
+        assert!(text.contains(
+            "ringcache_requests_total{method=\"GET\",route=\"/v1/keys/{key}\",status=\"200\"} 1"
+        ));
+        assert!(text.contains("status=\"404\"} 1"));
+        assert!(text.contains(
+            "ringcache_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/keys/{key}\",le=\"0.0005\"} 1"
+        ));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("ringcache_hits_total 3"));
+        assert!(text.contains("ringcache_ring_epoch 7"));
+    }
+}

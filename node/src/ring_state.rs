@@ -1,0 +1,210 @@
+//! The ring this node serves with. Epochs never go backwards: an older document is refused,
+//! the same epoch again is accepted as a no-op.
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use ringcache_ring::{RingDoc, RingError};
+use std::sync::Arc;
+
+/// A ring document with what the request path needs precomputed.
+#[derive(Debug)]
+pub struct RingView {
+    pub doc: RingDoc,
+    /// This node's index in `doc.members` (None: the ring does not name this node).
+    pub self_index: Option<u32>,
+    /// `doc` as JSON, served by `GET /v1/ring`.
+    pub json: Bytes,
+    /// Per partition: this node may serve reads from its own store (precomputed: the request
+    /// path must not allocate).
+    local_read: Vec<bool>,
+    /// Per partition: this node is among the write owners.
+    local_write: Vec<bool>,
+}
+
+impl RingView {
+    pub fn new(doc: RingDoc, node_id: &str) -> RingView {
+        let self_index = doc.member_index(node_id).map(|i| i as u32);
+        let json = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        let (local_read, local_write) = (0..doc.partitions)
+            .map(|p| match self_index {
+                Some(i) => (
+                    doc.read_owners(p).contains(&i),
+                    doc.write_owners(p).contains(&i),
+                ),
+                None => (false, false),
+            })
+            .unzip();
+        RingView {
+            doc,
+            self_index,
+            json,
+            local_read,
+            local_write,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.doc.epoch
+    }
+
+    /// Whether this node may answer a read of partition `p` from its own store.
+    pub fn serves_read(&self, p: u32) -> bool {
+        self.local_read.get(p as usize).copied().unwrap_or(false)
+    }
+
+    /// Whether this node must store writes to partition `p`.
+    pub fn takes_write(&self, p: u32) -> bool {
+        self.local_write.get(p as usize).copied().unwrap_or(false)
+    }
+
+    /// `ip:port` of member `i` (empty when unknown).
+    pub fn addr(&self, i: u32) -> &str {
+        self.doc
+            .members
+            .get(i as usize)
+            .map_or("", |m| m.addr.as_str())
+    }
+
+    /// This node's own address as the ring knows it.
+    pub fn self_addr(&self) -> &str {
+        self.self_index.map_or("", |i| self.addr(i))
+    }
+
+    pub fn partitions_owned(&self) -> usize {
+        self.self_index
+            .map_or(0, |i| self.doc.partitions_owned_by(i).len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingUpdateError {
+    #[error("{0}")]
+    Invalid(#[from] RingError),
+    #[error("ring epoch {got} is older than the current epoch {have}")]
+    OlderEpoch { have: u64, got: u64 },
+    #[error(
+        "ring has {got} partitions but this node was started with {have}; partitions are fixed for a cluster's life"
+    )]
+    PartitionCount { have: u32, got: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingUpdate {
+    /// The document became the current ring.
+    Accepted,
+    /// Same epoch as the current ring: nothing changed.
+    SameEpoch,
+}
+
+pub struct RingState {
+    node_id: String,
+    current: RwLock<Arc<RingView>>,
+}
+
+impl RingState {
+    pub fn new(doc: RingDoc, node_id: &str) -> RingState {
+        RingState {
+            node_id: node_id.to_string(),
+            current: RwLock::new(Arc::new(RingView::new(doc, node_id))),
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn get(&self) -> Arc<RingView> {
+        self.current.read().clone()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.current.read().doc.epoch
+    }
+
+    /// Whether this node serves reads of `p` (no `Arc` clone: the hot path).
+    pub fn serves_read(&self, p: u32) -> bool {
+        self.current.read().serves_read(p)
+    }
+
+    /// Validates and installs `doc` unless it is older than the current ring.
+    pub fn update(&self, doc: RingDoc) -> Result<RingUpdate, RingUpdateError> {
+        doc.validate()?;
+        let mut cur = self.current.write();
+        if doc.partitions != cur.doc.partitions {
+            return Err(RingUpdateError::PartitionCount {
+                have: cur.doc.partitions,
+                got: doc.partitions,
+            });
+        }
+        if doc.epoch < cur.doc.epoch {
+            return Err(RingUpdateError::OlderEpoch {
+                have: cur.doc.epoch,
+                got: doc.epoch,
+            });
+        }
+        if doc.epoch == cur.doc.epoch {
+            return Ok(RingUpdate::SameEpoch);
+        }
+        *cur = Arc::new(RingView::new(doc, &self.node_id));
+        Ok(RingUpdate::Accepted)
+    }
+
+    /// Parses JSON then [`RingState::update`]s.
+    pub fn update_json(&self, bytes: &[u8]) -> Result<RingUpdate, RingUpdateError> {
+        self.update(RingDoc::from_json(bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringcache_ring::{Member, MemberState};
+
+    fn doc(epoch: u64) -> RingDoc {
+        let mut d = RingDoc::single_node("a", "127.0.0.1:1", 8);
+        d.epoch = epoch;
+        d.members.push(Member {
+            id: "b".into(),
+            addr: "127.0.0.2:1".into(),
+            state: MemberState::Up,
+        });
+        d
+    }
+
+    #[test]
+    fn epochs_never_go_back() {
+        let s = RingState::new(doc(1), "a");
+        assert_eq!(s.update(doc(3)), Ok(RingUpdate::Accepted));
+        assert_eq!(s.update(doc(3)), Ok(RingUpdate::SameEpoch));
+        assert_eq!(
+            s.update(doc(2)),
+            Err(RingUpdateError::OlderEpoch { have: 3, got: 2 })
+        );
+        assert_eq!(s.epoch(), 3);
+    }
+
+    #[test]
+    fn invalid_and_mismatched_rings_are_refused_unchanged() {
+        let s = RingState::new(doc(1), "a");
+        let mut bad = doc(5);
+        bad.table[0] = vec![0, 0];
+        assert!(matches!(s.update(bad), Err(RingUpdateError::Invalid(_))));
+        let other = RingDoc::single_node("a", "127.0.0.1:1", 16);
+        let mut other = other;
+        other.epoch = 9;
+        assert!(matches!(
+            s.update(other),
+            Err(RingUpdateError::PartitionCount { have: 8, got: 16 })
+        ));
+        assert_eq!(s.epoch(), 1);
+    }
+
+    #[test]
+    fn view_knows_what_this_node_owns() {
+        let s = RingState::new(doc(1), "b");
+        let v = s.get();
+        assert_eq!(v.self_index, Some(1));
+        assert_eq!(v.partitions_owned(), 0);
+        assert!(!v.serves_read(0));
+    }
+}

@@ -1,0 +1,251 @@
+//! Wiring: state from config, background tasks (expiry sweep, ring-file poll), serving with
+//! graceful shutdown.
+
+use crate::clock::{Clock, SystemClock};
+use crate::cluster::migration::MigrationStatus;
+use crate::cluster::peer::Peers;
+use crate::cluster::replication::Replicator;
+use crate::config::NodeConfig;
+use crate::engine::{Engine, EngineConfig};
+use crate::http::{AppState, SharedState, router};
+use crate::metrics::Metrics;
+use crate::ring_state::{RingState, RingUpdate};
+use anyhow::Context;
+use ringcache_ring::RingDoc;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How often the mounted ring file is re-read (ConfigMap updates arrive by symlink swap).
+pub const RING_POLL: Duration = Duration::from_secs(1);
+
+/// Reads and validates a ring file.
+pub fn load_ring_file(path: &Path) -> anyhow::Result<RingDoc> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    RingDoc::from_json(&bytes).with_context(|| format!("ring file {}", path.display()))
+}
+
+/// Builds the node's shared state. Without a ring file the node is a one-member cluster (epoch
+/// 0) and ready at once; with one that cannot be loaded yet it starts not ready and the poller
+/// installs the ring when the file becomes valid.
+pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
+    let single = || RingDoc::single_node(&cfg.node_id, &cfg.listen.to_string(), cfg.partitions);
+    let (doc, loaded) = match &cfg.ring_file {
+        None => (single(), true),
+        Some(path) => match load_ring_file(path) {
+            Ok(doc) => (doc, true),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "ring file not loadable yet; not ready until it is");
+                (single(), false)
+            }
+        },
+    };
+    let mut ecfg = EngineConfig::new(doc.partitions, cfg.max_memory, cfg.eviction);
+    ecfg.tombstone_grace_ms = cfg.tombstone_grace_ms;
+    if !loaded {
+        tracing::info!("waiting for a valid ring file");
+    }
+    let ring = RingState::new(doc, &cfg.node_id);
+    let peers = Peers::new(cfg.internal_token.clone());
+    let metrics = Arc::new(Metrics::new());
+    Arc::new(AppState {
+        engine: Arc::new(Engine::new(ecfg)),
+        ring: Arc::new(ring),
+        metrics: metrics.clone(),
+        clock,
+        max_value_size: cfg.max_value_size,
+        auth_token: cfg.auth_token.clone(),
+        internal_token: cfg.internal_token.clone(),
+        // With a ring file the node is ready only after its recovery pull (migration task).
+        ready: AtomicBool::new(cfg.ring_file.is_none()),
+        ring_changed: tokio::sync::Notify::new(),
+        replication: Replicator::start(peers.clone(), metrics.clone()),
+        peers,
+        write_consistency: cfg.write_consistency,
+        migration: parking_lot::Mutex::new(MigrationStatus::default()),
+        learning_epoch: std::sync::atomic::AtomicU64::new(0),
+    })
+}
+
+/// Starts the background tasks; they stop when `stop` resolves (they hold only `Arc`s).
+pub fn spawn_background(state: &SharedState, cfg: &NodeConfig) {
+    let s = state.clone();
+    let every = Duration::from_millis(cfg.sweep_interval_ms);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let s2 = s.clone();
+            let now = s.clock.now_ms();
+            match tokio::task::spawn_blocking(move || s2.engine.sweep(now)).await {
+                Ok(r) if r.expired + r.tombstones_purged > 0 => {
+                    tracing::debug!(
+                        expired = r.expired,
+                        tombstones = r.tombstones_purged,
+                        "sweep"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "sweep task failed"),
+            }
+        }
+    });
+    if let Some(path) = cfg.ring_file.clone() {
+        tokio::spawn(poll_ring_file(state.clone(), path));
+    }
+    // A node started from a ring file recovers the partitions it owns before it turns ready.
+    tokio::spawn(crate::cluster::migration::run(
+        state.clone(),
+        cfg.ring_file.is_some(),
+    ));
+}
+
+async fn poll_ring_file(s: SharedState, path: PathBuf) {
+    let mut last: Option<Vec<u8>> = None;
+    let mut tick = tokio::time::interval(RING_POLL);
+    loop {
+        tick.tick().await;
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "ring file unreadable");
+                continue;
+            }
+        };
+        if last.as_deref() == Some(&bytes[..]) {
+            continue;
+        }
+        match s.ring.update_json(&bytes) {
+            Ok(RingUpdate::Accepted) => {
+                tracing::info!(epoch = s.ring.epoch(), "ring accepted from file");
+                s.ring_changed.notify_waiters();
+            }
+            Ok(RingUpdate::SameEpoch) => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ring file refused"),
+        }
+        last = Some(bytes);
+    }
+}
+
+/// Loads the snapshot in `dir`, keeping only partitions this node owns in the current ring
+/// (current or pending table): a reused volume must not bring back data for partitions that
+/// moved away. Versions decide against anything pulled later. A corrupt snapshot is logged and
+/// skipped; the node then recovers from its co-owners like an empty one.
+pub fn restore_snapshot(s: &SharedState, dir: &Path) {
+    let records = match crate::snapshot::read(dir) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "snapshot skipped");
+            return;
+        }
+    };
+    let view = s.ring.get();
+    let now = s.clock.now_ms();
+    let (mut kept, mut skipped) = (0u64, 0u64);
+    for r in &records {
+        let p = s.engine.partition_of(&r.key);
+        let owned = view.self_index.is_some_and(|me| {
+            view.doc.owners(p).contains(&me) || view.doc.pending_owners(p).contains(&me)
+        });
+        if !owned {
+            skipped += 1;
+            continue;
+        }
+        match s.engine.apply(r, now) {
+            Ok(_) => kept += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot entry not restored");
+                skipped += 1;
+            }
+        }
+    }
+    tracing::info!(restored = kept, skipped, "snapshot loaded");
+}
+
+/// Writes a snapshot now (blocking work off the async threads).
+pub async fn save_snapshot(s: &SharedState, dir: &Path) {
+    let (s2, dir2) = (s.clone(), dir.to_path_buf());
+    let res = tokio::task::spawn_blocking(move || {
+        let data = crate::snapshot::encode(&s2.engine, s2.clock.now_ms());
+        crate::snapshot::write(&dir2, &data).map(|()| data.len())
+    })
+    .await;
+    match res {
+        Ok(Ok(n)) => tracing::debug!(bytes = n, "snapshot written"),
+        Ok(Err(e)) => tracing::error!(error = %e, "snapshot failed"),
+        Err(e) => tracing::error!(error = %e, "snapshot task failed"),
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => tracing::info!("SIGINT: shutting down"),
+            Err(e) => tracing::error!(error = %e, "cannot listen for SIGINT"),
+        },
+    }
+}
+
+/// The whole node: bind, start background tasks, serve until a signal.
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let state = build_state(&cfg, Arc::new(SystemClock));
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    tracing::info!(
+        listen = %cfg.listen,
+        node_id = %cfg.node_id,
+        epoch = state.ring.epoch(),
+        partitions = state.engine.partitions(),
+        max_memory = cfg.max_memory,
+        "ringcache node serving"
+    );
+    if let Some(dir) = &cfg.data_dir {
+        restore_snapshot(&state, dir);
+        let (s, dir) = (state.clone(), dir.clone());
+        let every = Duration::from_millis(cfg.snapshot_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                save_snapshot(&s, &dir).await;
+            }
+        });
+    }
+    spawn_background(&state, &cfg);
+    serve(listener, state.clone(), shutdown_signal()).await?;
+    if let Some(dir) = &cfg.data_dir {
+        save_snapshot(&state, dir).await;
+        tracing::info!(dir = %dir.display(), "final snapshot written");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Binary record stream between nodes (partition pulls, replica writes, snapshots).
+//!
+//! A stream is a sequence of frames followed by one trailer, all integers little-endian:
+//! - record: `u32 key_len (≥1) | key | u64 version | u64 expires_at | u8 kind (0 value, 1 tombstone)
+//!   | u32 value_len | value` (value_len is 0 for tombstones);
+//! - trailer: `u32 0 | u64 record_count`.
+//!
+//! A stream without its trailer, or whose count differs, is truncated and must be rejected.
+
+use crate::engine::Record;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Content type of a record stream.
+pub const CONTENT_TYPE: &str = "application/x-ringcache-records";
+
+/// Largest frame accepted (a key of 250 bytes plus a generous value bound).
+pub const MAX_FRAME: usize = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("record stream truncated: no trailer after {0} records")]
+    Truncated(u64),
+    #[error("record stream trailer says {expected} records, got {got}")]
+    CountMismatch { expected: u64, got: u64 },
+    #[error("record stream malformed: {0}")]
+    Malformed(String),
+    #[error("data after the record stream trailer")]
+    TrailingData,
+}
+
+pub fn encode_record(out: &mut BytesMut, r: &Record) {
+    let value = r.value.as_deref().unwrap_or(&[]);
+    out.reserve(4 + r.key.len() + 8 + 8 + 1 + 4 + value.len());
+    out.put_u32_le(r.key.len() as u32);
+    out.put_slice(&r.key);
+    out.put_u64_le(r.version);
+    out.put_u64_le(r.expires_at);
+    out.put_u8(u8::from(r.value.is_none()));
+    out.put_u32_le(value.len() as u32);
+    out.put_slice(value);
+}
+
+pub fn encode_trailer(out: &mut BytesMut, count: u64) {
+    out.put_u32_le(0);
+    out.put_u64_le(count);
+}
+
+/// Encodes a whole stream (records + trailer).
+pub fn encode_all(records: &[Record]) -> Bytes {
+    let mut out = BytesMut::new();
+    for r in records {
+        encode_record(&mut out, r);
+    }
+    encode_trailer(&mut out, records.len() as u64);
+    out.freeze()
+}
+
+/// Incremental decoder: feed chunks as they arrive, take out complete records.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: BytesMut,
+    count: u64,
+    finished: bool,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WireError> {
+        if self.finished && !chunk.is_empty() {
+            return Err(WireError::TrailingData);
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// Next complete record, `Ok(None)` when more bytes are needed or the trailer was reached.
+    pub fn next_record(&mut self) -> Result<Option<Record>, WireError> {
+        if self.finished {
+            if !self.buf.is_empty() {
+                return Err(WireError::TrailingData);
+            }
+            return Ok(None);
+        }
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let key_len =
+            u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if key_len == 0 {
+            if self.buf.len() < 12 {
+                return Ok(None);
+            }
+            self.buf.advance(4);
+            let expected = self.buf.get_u64_le();
+            if expected != self.count {
+                return Err(WireError::CountMismatch {
+                    expected,
+                    got: self.count,
+                });
+            }
+            self.finished = true;
+            if !self.buf.is_empty() {
+                return Err(WireError::TrailingData);
+            }
+            return Ok(None);
+        }
+        if key_len > ringcache_ring::MAX_KEY_LEN {
+            return Err(WireError::Malformed(format!("key length {key_len}")));
+        }
+        let head = 4 + key_len + 8 + 8 + 1 + 4;
+        if self.buf.len() < head {
+            return Ok(None);
+        }
+        let vpos = head - 4;
+        let value_len = u32::from_le_bytes([
+            self.buf[vpos],
+            self.buf[vpos + 1],
+            self.buf[vpos + 2],
+            self.buf[vpos + 3],
+        ]) as usize;
+        if value_len > MAX_FRAME {
+            return Err(WireError::Malformed(format!("value length {value_len}")));
+        }
+        if self.buf.len() < head + value_len {
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        let key = self.buf.split_to(key_len).freeze();
+        let version = self.buf.get_u64_le();
+        let expires_at = self.buf.get_u64_le();
+        let kind = self.buf.get_u8();
+        let _ = self.buf.get_u32_le();
+        let value = self.buf.split_to(value_len).freeze();
+        let value = match kind {
+            0 => Some(Bytes::copy_from_slice(&value)),
+            1 if value.is_empty() => None,
+            k => return Err(WireError::Malformed(format!("record kind {k}"))),
+        };
+        self.count += 1;
+        Ok(Some(Record {
+            key,
+            version,
+            expires_at,
+            value,
+        }))
+    }
+
+    /// Call at end of input: errors unless the trailer was seen and matched.
+    pub fn finish(&self) -> Result<u64, WireError> {
+        if self.finished {
+            Ok(self.count)
+        } else {
+            Err(WireError::Truncated(self.count))
+        }
+    }
+}
+
+/// Decodes a complete stream held in memory.
+pub fn decode_all(bytes: &[u8]) -> Result<Vec<Record>, WireError> {
+    let mut d = Decoder::new();
+    d.feed(bytes)?;
+    let mut out = Vec::new();
+    while let Some(r) = d.next_record()? {
+        out.push(r);
+    }
+    d.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recs() -> Vec<Record> {
+        vec![
+            Record {
+                key: Bytes::from_static(b"a"),
+                version: 7,
+                expires_at: 0,
+                value: Some(Bytes::from_static(b"hello")),
+            },
+            Record {
+                key: Bytes::from_static(b"gone"),
+                version: 9,
+                expires_at: 123,
+                value: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn roundtrip_in_one_piece_and_byte_by_byte() {
+        let enc = encode_all(&recs());
+        assert_eq!(decode_all(&enc).unwrap(), recs());
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for b in enc.iter() {
+            d.feed(&[*b]).unwrap();
+            while let Some(r) = d.next_record().unwrap() {
+                got.push(r);
+            }
+        }
+        assert_eq!(d.finish().unwrap(), 2);
+        assert_eq!(got, recs());
+    }
+
+    #[test]
+    fn truncation_anywhere_is_detected() {
+        let enc = encode_all(&recs());
+        for cut in 0..enc.len() {
+            assert!(decode_all(&enc[..cut]).is_err(), "cut at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn wrong_count_and_trailing_bytes_are_rejected() {
+        let mut out = BytesMut::new();
+        encode_record(&mut out, &recs()[0]);
+        encode_trailer(&mut out, 2);
+        assert!(matches!(
+            decode_all(&out),
+            Err(WireError::CountMismatch { .. })
+        ));
+        let mut enc = encode_all(&recs()).to_vec();
+        enc.push(0);
+        assert_eq!(decode_all(&enc), Err(WireError::TrailingData));
+    }
+}
