@@ -38,7 +38,13 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
             Ok(doc) => (doc, true),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "ring file not loadable yet; not ready until it is");
-                (single(), false)
+                // The placeholder marks this node down so that even the local fast paths neither
+                // serve nor store keys until the real ring arrives.
+                let mut placeholder = single();
+                for m in &mut placeholder.members {
+                    m.state = ringcache_ring::MemberState::Down;
+                }
+                (placeholder, false)
             }
         },
     };
@@ -60,6 +66,7 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
         internal_token: cfg.internal_token.clone(),
         // With a ring file the node is ready only after its recovery pull (migration task).
         ready: AtomicBool::new(cfg.ring_file.is_none()),
+        expects_ring: cfg.ring_file.is_some(),
         ring_changed: tokio::sync::Notify::new(),
         replication: Replicator::start(peers.clone(), metrics.clone()),
         peers,

@@ -526,3 +526,35 @@ async fn internal_token_is_also_accepted_in_the_proxy_safe_header() {
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(app.state.ring.epoch(), 3);
 }
+
+#[tokio::test]
+async fn keys_are_refused_until_the_configured_ring_is_loaded() {
+    // The ring file is not there yet: the placeholder one-member ring must not take writes,
+    // or this node would acknowledge keys it will not own.
+    let app = App::with(|c| {
+        c.node_id = "node-0".into();
+        c.ring_file = Some(std::path::PathBuf::from("/nonexistent/ringcache/ring.json"));
+        c.internal_token = Some("int".into());
+    });
+    let (st, body) = app.send("PUT", "/v1/keys/k", b"v".to_vec()).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "unavailable");
+    assert_eq!(
+        app.get("/v1/keys/k").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.state.engine.stats().items, 0);
+
+    let (st, _) = app
+        .call(internal_put(
+            two_member_ring(1).to_json_pretty(),
+            Some("int"),
+        ))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.put("/v1/keys/k", b"v".to_vec()).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get("/v1/keys/k").await, (StatusCode::OK, b"v".to_vec()));
+}

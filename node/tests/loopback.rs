@@ -3,7 +3,9 @@
 //! checker that records every acknowledged write and verifies it afterwards.
 
 use futures_util::StreamExt;
-use ringcache_ring::{Member, MemberState, Pending, RingDoc, Table, diff, rebalance};
+use ringcache_ring::{
+    Member, MemberState, PartitionMove, Pending, RingDoc, Table, diff, rebalance,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -327,6 +329,125 @@ async fn three_nodes_rf2_keys_readable_through_every_node() {
     assert_eq!(total, 40_000);
 }
 
+/// Client traffic kept running while a ring change is in flight, so the tests see what
+/// clients would: writes acknowledged mid-migration and reads of keys that existed before.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    read_misses: Arc<std::sync::atomic::AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Four writers of new `during-…` keys (value `value`) and, unless `pre` is empty, two
+    /// readers of `pre`; all go through `through` only, the nodes that stay members throughout.
+    fn start(
+        c: &Cluster,
+        checker: &Checker,
+        through: &[usize],
+        value: &'static str,
+        pre: &[String],
+    ) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let read_misses = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let bases: Vec<String> = through.iter().map(|&i| c.nodes[i].base()).collect();
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let (stop, http, checker, bases) =
+                (stop.clone(), c.http.clone(), checker.clone(), bases.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("during-{w}-{i}");
+                    checker
+                        .put(&http, &bases[i % bases.len()], &key, value)
+                        .await;
+                    i += 1;
+                }
+            }));
+        }
+        let readers = if pre.is_empty() { 0 } else { 2 };
+        for r in 0..readers {
+            let (stop, http, misses, pre, bases) = (
+                stop.clone(),
+                c.http.clone(),
+                read_misses.clone(),
+                pre.to_vec(),
+                bases.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut i = r;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let k = &pre[i % pre.len()];
+                    let ok = http
+                        .get(format!("{}/v1/keys/{k}", bases[i % bases.len()]))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200);
+                    if !ok {
+                        misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    i += 7;
+                }
+            }));
+        }
+        Load {
+            stop,
+            read_misses,
+            tasks,
+        }
+    }
+
+    /// Stops every task and waits for it, so the checker holds every acknowledged write
+    /// before it is verified; returns how many reads missed.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.read_misses.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Pushes `pending` (whose pending table is `target`); returns the planned moves and the
+/// nodes that gain partitions, which are the ones whose migration must finish.
+async fn push_pending(
+    c: &mut Cluster,
+    pending: &RingDoc,
+    target: &Table,
+) -> (Vec<PartitionMove>, Vec<usize>) {
+    c.set_ring(pending.clone()).await;
+    let moves = diff(&pending.table, target);
+    let mut gainers: Vec<usize> = moves
+        .iter()
+        .flat_map(|m| m.gained.iter().map(|&g| g as usize))
+        .collect();
+    gainers.sort_unstable();
+    gainers.dedup();
+    (moves, gainers)
+}
+
+/// `pending` with its pending table made current at `epoch`; member states are the caller's.
+fn commit_pending(pending: &RingDoc, target: Table, epoch: u64) -> RingDoc {
+    let mut committed = pending.clone();
+    committed.epoch = epoch;
+    committed.table = target;
+    committed.pending = None;
+    committed
+}
+
+async fn assert_nothing_lost(c: &Cluster, checker: &Checker, through: std::ops::Range<usize>) {
+    for i in through {
+        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
+        assert!(
+            bad.is_empty(),
+            "through {}: {} lost, e.g. {:?}",
+            c.nodes[i].id,
+            bad.len(),
+            &bad[..bad.len().min(3)]
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_3_to_5_under_load_loses_nothing() {
     // Scaled down from production sizes: 64 partitions, 5k keys before and writes during.
@@ -363,55 +484,8 @@ async fn scale_out_3_to_5_under_load_loses_nothing() {
         table: target.clone(),
     });
 
-    // Load during the migration: writers of new keys and readers of pre-existing keys.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let read_misses = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let bases: Vec<String> = (0..3).map(|i| c.nodes[i].base()).collect();
-    let mut tasks = Vec::new();
-    for w in 0..4 {
-        let (stop, http, checker, bases) =
-            (stop.clone(), c.http.clone(), checker.clone(), bases.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let key = format!("during-{w}-{i}");
-                checker.put(&http, &bases[i % bases.len()], &key, "x").await;
-                i += 1;
-            }
-        }));
-    }
-    for r in 0..2 {
-        let (stop, http, misses, pre, bases) = (
-            stop.clone(),
-            c.http.clone(),
-            read_misses.clone(),
-            pre.clone(),
-            bases.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut i = r;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let k = &pre[i % pre.len()];
-                let ok = http
-                    .get(format!("{}/v1/keys/{k}", bases[i % bases.len()]))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200);
-                if !ok {
-                    misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                i += 7;
-            }
-        }));
-    }
-    c.set_ring(pending.clone()).await;
-    let moves = diff(&pending.table, &target);
-    let mut gainers: Vec<usize> = moves
-        .iter()
-        .flat_map(|m| m.gained.iter().map(|&g| g as usize))
-        .collect();
-    gainers.sort_unstable();
-    gainers.dedup();
+    let load = Load::start(&c, &checker, &[0, 1, 2], "x", &pre);
+    let (moves, gainers) = push_pending(&mut c, &pending, &target).await;
     c.wait_migrations(&gainers, 3).await;
     // Partitions pulled by each gainer = what ring::diff planned for it.
     for &g in &gainers {
@@ -432,34 +506,17 @@ async fn scale_out_3_to_5_under_load_loses_nothing() {
         assert_eq!(v["partitionsTotal"], planned as u64, "{}", c.nodes[g].id);
         assert_eq!(v["partitionsDone"], planned as u64);
     }
-    // Commit: table = pending, joining members up.
-    let mut committed = pending.clone();
-    committed.epoch = 4;
-    committed.table = target;
-    committed.pending = None;
+    let mut committed = commit_pending(&pending, target, 4);
     for m in &mut committed.members {
         m.state = MemberState::Up;
     }
     c.set_ring(committed).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
     assert_eq!(
-        read_misses.load(std::sync::atomic::Ordering::Relaxed),
+        load.stop().await,
         0,
         "reads of pre-existing keys missed during migration"
     );
-    for i in 0..5 {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "through {}: {} lost, e.g. {:?}",
-            c.nodes[i].id,
-            bad.len(),
-            &bad[..bad.len().min(3)]
-        );
-    }
+    assert_nothing_lost(&c, &checker, 0..5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -661,36 +718,9 @@ async fn scale_in_5_to_3_moves_data_before_nodes_stop() {
         table: target.clone(),
     });
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let bases: Vec<String> = (0..3).map(|i| c.nodes[i].base()).collect();
-    let mut tasks = Vec::new();
-    for w in 0..4 {
-        let (stop, http, checker, bases) =
-            (stop.clone(), c.http.clone(), checker.clone(), bases.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                checker
-                    .put(
-                        &http,
-                        &bases[i % bases.len()],
-                        &format!("during-{w}-{i}"),
-                        "y",
-                    )
-                    .await;
-                i += 1;
-            }
-        }));
-    }
-    c.set_ring(pending.clone()).await;
-    let moves = diff(&pending.table, &target);
+    let load = Load::start(&c, &checker, &[0, 1, 2], "y", &[]);
+    let (moves, gainers) = push_pending(&mut c, &pending, &target).await;
     assert!(!moves.is_empty());
-    let mut gainers: Vec<usize> = moves
-        .iter()
-        .flat_map(|m| m.gained.iter().map(|&g| g as usize))
-        .collect();
-    gainers.sort_unstable();
-    gainers.dedup();
     assert!(
         gainers.iter().all(|&g| g < 3),
         "only remaining members gain partitions"
@@ -698,29 +728,14 @@ async fn scale_in_5_to_3_moves_data_before_nodes_stop() {
     c.wait_migrations(&gainers, 2).await;
 
     // Commit without the leaving members (they are the last indices, so indices stay valid).
-    let mut committed = pending.clone();
-    committed.epoch = 3;
+    let mut committed = commit_pending(&pending, target, 3);
     committed.members.truncate(3);
-    committed.table = target;
-    committed.pending = None;
     c.set_ring(committed).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    load.stop().await;
     // Only now are the leaving pods removed.
     c.kill9(3);
     c.kill9(4);
-    for i in 0..3 {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "through {}: {} lost, e.g. {:?}",
-            c.nodes[i].id,
-            bad.len(),
-            &bad[..bad.len().min(3)]
-        );
-    }
+    assert_nothing_lost(&c, &checker, 0..3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

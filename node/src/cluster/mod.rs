@@ -78,12 +78,23 @@ pub fn observe_epoch(s: &SharedState, epoch: Option<u64>, addr: &str) {
     });
 }
 
+/// Refuses data operations while the node still runs on its placeholder ring.
+fn require_ring(s: &SharedState, view: &RingView) -> Result<(), ApiError> {
+    if s.expects_ring && view.epoch() == 0 {
+        return Err(ApiError::unavailable(
+            "no ring loaded yet (waiting for the ring file or a ring push)".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads `key`: locally when this node serves reads for its partition, otherwise from a live
 /// owner (one hop, failover to the next on connection errors and 5xx).
 pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option<Bytes>, ApiError> {
     let p = s.engine.partition_of(key);
     let now = s.clock.now_ms();
     let view = s.ring.get();
+    require_ring(s, &view)?;
     if view.serves_read(p) {
         return Ok(s.engine.get(key, now));
     }
@@ -153,6 +164,7 @@ pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Re
     let p = s.engine.partition_of(key);
     let now = s.clock.now_ms();
     let view = s.ring.get();
+    require_ring(s, &view)?;
     let owners = view.doc.write_owners(p);
     if owners.is_empty() {
         return Err(ApiError::unavailable(format!(

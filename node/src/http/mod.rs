@@ -35,6 +35,10 @@ pub struct AppState {
     pub internal_token: Option<String>,
     /// Ring loaded and recovery done.
     pub ready: AtomicBool,
+    /// A ring file was configured: until a ring from it (epoch ≥ 1) is installed, the one-member
+    /// placeholder ring must not be used to store or serve keys, or a write could be acknowledged
+    /// by a node that owns nothing.
+    pub expects_ring: bool,
     /// Woken whenever a newer ring is installed.
     pub ring_changed: tokio::sync::Notify,
     pub peers: crate::cluster::peer::Peers,

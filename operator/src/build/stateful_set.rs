@@ -49,6 +49,9 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
             "RINGCACHE_WRITE_CONSISTENCY",
             spec.write_consistency.as_str(),
         ),
+        // The node sizes its store by partition before the ring file is readable; a mismatch
+        // would make it refuse the ring.
+        env("RINGCACHE_PARTITIONS", &spec.partitions.to_string()),
         env("RINGCACHE_LOG_FORMAT", "json"),
         env("RUST_LOG", "info"),
     ];
@@ -376,7 +379,7 @@ mod tests {
     #[test]
     fn node_container_flags_come_from_the_spec() {
         let sts = build(
-            r#"{"maxMemory":"1Gi","eviction":"lfu","maxValueSize":"2Mi","writeConsistency":"quorum"}"#,
+            r#"{"maxMemory":"1Gi","eviction":"lfu","maxValueSize":"2Mi","writeConsistency":"quorum","partitions":256}"#,
             3,
         );
         let c = &pod(&sts).containers[0];
@@ -399,6 +402,7 @@ mod tests {
             Some("/etc/ringcache/internal/token")
         );
         assert_eq!(env_of(c, "RINGCACHE_LOG_FORMAT").as_deref(), Some("json"));
+        assert_eq!(env_of(c, "RINGCACHE_PARTITIONS").as_deref(), Some("256"));
         assert_eq!(env_of(c, "RINGCACHE_AUTH_TOKEN_FILE"), None);
         assert_eq!(env_of(c, "RINGCACHE_DATA_DIR"), None);
         let node_id = c
