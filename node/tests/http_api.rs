@@ -558,3 +558,46 @@ async fn keys_are_refused_until_the_configured_ring_is_loaded() {
     );
     assert_eq!(app.get("/v1/keys/k").await, (StatusCode::OK, b"v".to_vec()));
 }
+
+#[tokio::test]
+async fn a_recovering_node_does_not_serve_reads_it_holds() {
+    // RF=1 on this node: the key is stored here.
+    let app = App::with(|c| {
+        c.node_id = "node-0".into();
+        c.internal_token = Some("int".into());
+    });
+    let (st, _) = app
+        .call(internal_put(
+            two_member_ring(1).to_json_pretty(),
+            Some("int"),
+        ))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.put("/v1/keys/k", b"v".to_vec()).await,
+        StatusCode::NO_CONTENT
+    );
+
+    // Now this node is `recovering` and co-owns every partition with node-1 (nothing listens on
+    // its address): the read must go to node-1, not be answered from the possibly stale local copy.
+    let mut ring = two_member_ring(2);
+    ring.replication_factor = 2;
+    ring.members[0].state = MemberState::Recovering;
+    ring.table = (0..ring.partitions).map(|_| vec![1, 0]).collect();
+    let (st, _) = app
+        .call(internal_put(ring.to_json_pretty(), Some("int")))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body) = app.get("/v1/keys/k").await;
+    assert_eq!(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        app.state.engine.stats().items,
+        1,
+        "the local copy stays for the recovery"
+    );
+}
