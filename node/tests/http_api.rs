@@ -424,6 +424,21 @@ fn two_member_ring(epoch: u64) -> RingDoc {
     d
 }
 
+impl App {
+    /// Pushes `ring` with the internal token "int", as the operator would, and expects 204.
+    async fn push_ring(&self, ring: &RingDoc) {
+        let (st, body) = self
+            .call(internal_put(ring.to_json_pretty(), Some("int")))
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::NO_CONTENT,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
 fn internal_put(body: String, token: Option<&str>) -> Request<Body> {
     let mut b = Request::builder().method("PUT").uri("/internal/v1/ring");
     if let Some(t) = token {
@@ -545,13 +560,7 @@ async fn keys_are_refused_until_the_configured_ring_is_loaded() {
     );
     assert_eq!(app.state.engine.stats().items, 0);
 
-    let (st, _) = app
-        .call(internal_put(
-            two_member_ring(1).to_json_pretty(),
-            Some("int"),
-        ))
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    app.push_ring(&two_member_ring(1)).await;
     assert_eq!(
         app.put("/v1/keys/k", b"v".to_vec()).await,
         StatusCode::NO_CONTENT
@@ -566,13 +575,7 @@ async fn a_recovering_node_does_not_serve_reads_it_holds() {
         c.node_id = "node-0".into();
         c.internal_token = Some("int".into());
     });
-    let (st, _) = app
-        .call(internal_put(
-            two_member_ring(1).to_json_pretty(),
-            Some("int"),
-        ))
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    app.push_ring(&two_member_ring(1)).await;
     assert_eq!(
         app.put("/v1/keys/k", b"v".to_vec()).await,
         StatusCode::NO_CONTENT
@@ -584,10 +587,7 @@ async fn a_recovering_node_does_not_serve_reads_it_holds() {
     ring.replication_factor = 2;
     ring.members[0].state = MemberState::Recovering;
     ring.table = (0..ring.partitions).map(|_| vec![1, 0]).collect();
-    let (st, _) = app
-        .call(internal_put(ring.to_json_pretty(), Some("int")))
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    app.push_ring(&ring).await;
     let (st, body) = app.get("/v1/keys/k").await;
     assert_eq!(
         st,

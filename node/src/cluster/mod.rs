@@ -78,6 +78,15 @@ pub fn observe_epoch(s: &SharedState, epoch: Option<u64>, addr: &str) {
     });
 }
 
+/// Counts a failed hop and returns its message, kept in case every owner fails.
+fn forward_failed(s: &SharedState, e: &peer::PeerError, op: &'static str) -> String {
+    s.metrics
+        .forward_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug!(error = %e, op, "forwarded request failed; trying next owner");
+    e.to_string()
+}
+
 /// Refuses data operations while the node still runs on its placeholder ring.
 fn require_ring(s: &SharedState, view: &RingView) -> Result<(), ApiError> {
     if s.expects_ring && view.epoch() == 0 {
@@ -139,13 +148,7 @@ pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option
                     st => Err(relay_error(st, &f.body)),
                 };
             }
-            Err(e) => {
-                s.metrics
-                    .forward_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(error = %e, "forwarded read failed; trying next owner");
-                last_err = e.to_string();
-            }
+            Err(e) => last_err = forward_failed(s, &e, "read"),
         }
     }
     Err(ApiError::unavailable(last_err))
@@ -221,13 +224,7 @@ pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Re
                     st => Err(relay_error(st, &f.body)),
                 };
             }
-            Err(e) => {
-                s.metrics
-                    .forward_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(error = %e, "forwarded write failed; trying next owner");
-                last_err = e.to_string();
-            }
+            Err(e) => last_err = forward_failed(s, &e, "write"),
         }
     }
     Err(ApiError::unavailable(last_err))
