@@ -4,6 +4,7 @@
 
 pub mod migration;
 pub mod peer;
+pub mod pipeline;
 pub mod replication;
 
 use crate::config::WriteConsistency;
@@ -33,15 +34,24 @@ pub struct Origin {
 }
 
 fn path_for(key: &[u8]) -> String {
-    let mut s = String::from("/v1/keys/");
+    let mut s = String::with_capacity(9 + key.len() * 3);
+    s.push_str("/v1/keys/");
+    push_key_escaped(&mut s, key);
+    s
+}
+
+/// Percent-encodes `key` as one path segment (RFC 3986 unreserved bytes stay as they are).
+fn push_key_escaped(s: &mut String, key: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in key {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             s.push(b as char);
         } else {
-            s.push_str(&format!("%{b:02X}"));
+            s.push('%');
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 15)] as char);
         }
     }
-    s
 }
 
 /// Learns a newer epoch seen in a peer's header by fetching that peer's ring.
@@ -127,14 +137,10 @@ pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match s
             .peers
-            .forward(
+            .forward_read(
                 addr,
-                peer::ForwardRequest {
-                    method: reqwest::Method::GET,
-                    path_and_query: &path,
-                    body: None,
-                    auth: origin.auth.as_deref(),
-                },
+                &path,
+                origin.auth.as_deref(),
                 view.epoch(),
                 view.self_addr(),
             )

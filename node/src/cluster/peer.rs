@@ -1,6 +1,7 @@
 //! HTTP calls from this node to its peers: forwarded key requests, replica writes, partition pulls,
 //! ring fetches. One pooled keep-alive client for all of them.
 
+use super::pipeline::{Pipelines, RequestHead};
 use crate::engine::Record;
 use crate::wire;
 use bytes::Bytes;
@@ -15,6 +16,7 @@ pub const ORIGIN: &str = "x-ringcache-origin";
 
 /// Per-hop timeout of forwarded requests and replica writes.
 pub const HOP_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -29,6 +31,12 @@ pub enum PeerError {
         addr: String,
         status: u16,
         body: String,
+    },
+    #[error("{addr}: {source}")]
+    Pipe {
+        addr: String,
+        #[source]
+        source: super::pipeline::PipeError,
     },
     #[error("{addr}: {0}", addr = .1)]
     Wire(#[source] wire::WireError, String),
@@ -67,13 +75,14 @@ pub struct Forwarded {
 #[derive(Clone)]
 pub struct Peers {
     pub(crate) http: reqwest::Client,
+    pipes: Pipelines,
     internal_token: Option<String>,
 }
 
 impl Peers {
     pub fn new(internal_token: Option<String>) -> Peers {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -81,6 +90,7 @@ impl Peers {
             .unwrap_or_else(|_| reqwest::Client::new());
         Peers {
             http,
+            pipes: Pipelines::new(CONNECT_TIMEOUT, HOP_TIMEOUT),
             internal_token,
         }
     }
@@ -96,6 +106,48 @@ impl Peers {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
+    }
+
+    /// Forwards a key read (`GET path`) to `addr` over its pipelined connections, marked as
+    /// forwarded.
+    pub async fn forward_read(
+        &self,
+        addr: &str,
+        path: &str,
+        auth: Option<&str>,
+        epoch: u64,
+        origin: &str,
+    ) -> Result<Forwarded, PeerError> {
+        if addr.is_empty() {
+            return Err(PeerError::NoAddr);
+        }
+        let mut head = RequestHead::new("GET", path, addr)
+            .header(FORWARDED, "1")
+            .header(EPOCH, &epoch.to_string())
+            .header(ORIGIN, origin);
+        if let Some(a) = auth {
+            head = head.header("authorization", a);
+        }
+        let r = self
+            .pipes
+            .send(addr, head.finish())
+            .await
+            .map_err(|source| PeerError::Pipe {
+                addr: addr.to_string(),
+                source,
+            })?;
+        if r.status >= 500 {
+            return Err(PeerError::Status {
+                addr: addr.to_string(),
+                status: r.status,
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            });
+        }
+        Ok(Forwarded {
+            status: r.status,
+            body: r.body,
+            epoch: r.epoch,
+        })
     }
 
     /// Sends a public key request to `addr`, marked as forwarded.
