@@ -14,6 +14,9 @@ pub struct RingView {
     pub self_index: Option<u32>,
     /// `doc` as JSON, served by `GET /v1/ring`.
     pub json: Bytes,
+    /// This node's address as the ring names it (empty when not named), shared cheaply with
+    /// every coalesced forwarded read.
+    pub origin: Arc<str>,
     /// Per partition: this node may serve reads from its own store (precomputed: the request
     /// path must not allocate).
     local_read: Vec<bool>,
@@ -34,10 +37,14 @@ impl RingView {
                 None => (false, false),
             })
             .unzip();
+        let origin = self_index
+            .and_then(|i| doc.members.get(i as usize))
+            .map_or(Arc::from(""), |m| Arc::from(m.addr.as_str()));
         RingView {
             doc,
             self_index,
             json,
+            origin,
             local_read,
             local_write,
         }

@@ -170,6 +170,126 @@ pub fn decode_all(bytes: &[u8]) -> Result<Vec<Record>, WireError> {
     Ok(out)
 }
 
+/// Body of `POST /internal/v1/get` (a multi-get of forwarded reads): `u32 count | count ×
+/// (u16 key_len | key)`, little-endian.
+pub const KEYS_CONTENT_TYPE: &str = "application/x-ringcache-keys";
+/// Its answer: `u32 count | count × (u8 tag | u32 value_len | value)`, one per key in order;
+/// tag 0 found (value follows), 1 not found, 2 not served here (ask another owner).
+pub const RESULTS_CONTENT_TYPE: &str = "application/x-ringcache-results";
+/// Keys per multi-get at most.
+pub const MAX_KEYS: usize = 4096;
+
+/// One key's answer in a multi-get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyResult {
+    Found(Bytes),
+    Missing,
+    NotServed,
+}
+
+/// Appends one key of a multi-get body (after a `u32` count written by the caller).
+pub fn put_key(out: &mut BytesMut, key: &[u8]) {
+    out.put_u16_le(key.len() as u16);
+    out.put_slice(key);
+}
+
+/// The keys of a multi-get body, borrowed from it.
+pub fn decode_keys(mut b: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    if b.len() < 4 {
+        return Err(WireError::Malformed(
+            "multi-get body shorter than its count".into(),
+        ));
+    }
+    let n = b.get_u32_le() as usize;
+    if n > MAX_KEYS {
+        return Err(WireError::Malformed(format!(
+            "{n} keys in one multi-get, the maximum is {MAX_KEYS}"
+        )));
+    }
+    let mut keys = Vec::with_capacity(n);
+    for i in 0..n {
+        if b.len() < 2 {
+            return Err(WireError::Truncated(i as u64));
+        }
+        let len = b.get_u16_le() as usize;
+        if len == 0 || len > ringcache_ring::MAX_KEY_LEN {
+            return Err(WireError::Malformed(format!("key {i} has length {len}")));
+        }
+        if b.len() < len {
+            return Err(WireError::Truncated(i as u64));
+        }
+        keys.push(&b[..len]);
+        b = &b[len..];
+    }
+    if !b.is_empty() {
+        return Err(WireError::TrailingData);
+    }
+    Ok(keys)
+}
+
+/// Appends one key's answer to a multi-get answer body (after its `u32` count).
+pub fn put_result(out: &mut BytesMut, r: Option<&[u8]>, served: bool) {
+    match (r, served) {
+        (Some(v), _) => {
+            out.reserve(5 + v.len());
+            out.put_u8(0);
+            out.put_u32_le(v.len() as u32);
+            out.put_slice(v);
+        }
+        (None, true) => {
+            out.put_u8(1);
+            out.put_u32_le(0);
+        }
+        (None, false) => {
+            out.put_u8(2);
+            out.put_u32_le(0);
+        }
+    }
+}
+
+/// The answers of a multi-get answer body; values are slices of `body` (no copy).
+pub fn decode_results(body: &Bytes) -> Result<Vec<KeyResult>, WireError> {
+    let mut b = &body[..];
+    if b.len() < 4 {
+        return Err(WireError::Malformed(
+            "multi-get answer shorter than its count".into(),
+        ));
+    }
+    let n = b.get_u32_le() as usize;
+    if n > MAX_KEYS {
+        return Err(WireError::Malformed(format!(
+            "{n} answers in one multi-get"
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if b.len() < 5 {
+            return Err(WireError::Truncated(i as u64));
+        }
+        let tag = b.get_u8();
+        let len = b.get_u32_le() as usize;
+        if b.len() < len {
+            return Err(WireError::Truncated(i as u64));
+        }
+        let start = body.len() - b.len();
+        out.push(match (tag, len) {
+            (0, _) => KeyResult::Found(body.slice(start..start + len)),
+            (1, 0) => KeyResult::Missing,
+            (2, 0) => KeyResult::NotServed,
+            _ => {
+                return Err(WireError::Malformed(format!(
+                    "answer {i}: tag {tag} with {len} bytes"
+                )));
+            }
+        });
+        b = &b[len..];
+    }
+    if !b.is_empty() {
+        return Err(WireError::TrailingData);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +347,64 @@ mod tests {
         let mut enc = encode_all(&recs()).to_vec();
         enc.push(0);
         assert_eq!(decode_all(&enc), Err(WireError::TrailingData));
+    }
+
+    #[test]
+    fn multi_get_keys_and_answers_roundtrip() {
+        let mut b = BytesMut::new();
+        b.put_u32_le(2);
+        put_key(&mut b, b"a");
+        put_key(&mut b, b"key:2");
+        assert_eq!(decode_keys(&b).unwrap(), vec![&b"a"[..], &b"key:2"[..]]);
+
+        let mut r = BytesMut::new();
+        r.put_u32_le(3);
+        put_result(&mut r, Some(b"value"), true);
+        put_result(&mut r, None, true);
+        put_result(&mut r, None, false);
+        let got = decode_results(&r.freeze()).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                KeyResult::Found(Bytes::from_static(b"value")),
+                KeyResult::Missing,
+                KeyResult::NotServed
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_multi_gets_are_refused() {
+        let mut b = BytesMut::new();
+        b.put_u32_le(2);
+        put_key(&mut b, b"a");
+        // One key announced but missing.
+        assert_eq!(decode_keys(&b), Err(WireError::Truncated(1)));
+        b.put_u16_le(0);
+        assert!(matches!(decode_keys(&b), Err(WireError::Malformed(_))));
+        let mut c = BytesMut::new();
+        c.put_u32_le(1);
+        put_key(&mut c, b"a");
+        c.put_u8(9);
+        assert_eq!(decode_keys(&c), Err(WireError::TrailingData));
+        let mut d = BytesMut::new();
+        d.put_u32_le((MAX_KEYS + 1) as u32);
+        assert!(matches!(decode_keys(&d), Err(WireError::Malformed(_))));
+        assert!(decode_keys(&[1, 0]).is_err());
+
+        let mut r = BytesMut::new();
+        r.put_u32_le(2);
+        put_result(&mut r, Some(b"v"), true);
+        assert_eq!(
+            decode_results(&r.clone().freeze()),
+            Err(WireError::Truncated(1))
+        );
+        r.put_u8(1);
+        r.put_u32_le(3);
+        r.put_slice(b"xyz");
+        assert!(matches!(
+            decode_results(&r.freeze()),
+            Err(WireError::Malformed(_))
+        ));
     }
 }

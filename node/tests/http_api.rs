@@ -601,3 +601,57 @@ async fn a_recovering_node_does_not_serve_reads_it_holds() {
         "the local copy stays for the recovery"
     );
 }
+
+#[tokio::test]
+async fn internal_multi_get_answers_each_key_found_missing_or_not_served() {
+    use bytes::BufMut;
+    use ringcache_node::wire::{self, KeyResult};
+    let app = App::with(|c| c.internal_token = Some("int".into()));
+    // node-1 owns the partition of "theirs"; node-0 (this node) owns every other one.
+    let mut ring = two_member_ring(2);
+    let theirs = ringcache_ring::partition_of(b"theirs", 64);
+    ring.table[theirs as usize] = vec![1];
+    app.push_ring(&ring).await;
+    let mine = (0..)
+        .map(|i| format!("mine-{i}"))
+        .find(|k| ringcache_ring::partition_of(k.as_bytes(), 64) != theirs)
+        .unwrap();
+    let absent = (0..)
+        .map(|i| format!("absent-{i}"))
+        .find(|k| ringcache_ring::partition_of(k.as_bytes(), 64) != theirs)
+        .unwrap();
+    assert_eq!(
+        app.put(&format!("/v1/keys/{mine}"), "v1").await,
+        StatusCode::NO_CONTENT
+    );
+
+    let mut body = bytes::BytesMut::new();
+    body.put_u32_le(3);
+    for k in [mine.as_str(), absent.as_str(), "theirs"] {
+        wire::put_key(&mut body, k.as_bytes());
+    }
+    let req = |token: Option<&str>, body: bytes::Bytes| {
+        let mut b = Request::builder().method("POST").uri("/internal/v1/get");
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let (st, out) = app.call(req(Some("int"), body.clone().freeze())).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        wire::decode_results(&bytes::Bytes::from(out)).unwrap(),
+        vec![
+            KeyResult::Found(bytes::Bytes::from_static(b"v1")),
+            KeyResult::Missing,
+            KeyResult::NotServed
+        ]
+    );
+
+    let (st, _) = app.call(req(None, body.clone().freeze())).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let truncated = body.freeze().slice(..10);
+    let (st, out) = app.call(req(Some("int"), truncated)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&out), "bad_keys");
+}

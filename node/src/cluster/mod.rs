@@ -128,31 +128,23 @@ pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option
         };
     }
     let owners = view.doc.read_owners(p);
-    let path = path_for(key);
+    let from = pipeline::Sender {
+        epoch: view.epoch(),
+        origin: view.origin.clone(),
+    };
     let mut last_err = format!("no live owner for partition {p}");
     for i in owners {
         let addr = view.addr(i);
         s.metrics
             .forwards
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match s
-            .peers
-            .forward_read(
-                addr,
-                &path,
-                origin.auth.as_deref(),
-                view.epoch(),
-                view.self_addr(),
-            )
-            .await
-        {
-            Ok(f) => {
-                observe_epoch(s, f.epoch, addr);
-                return match f.status {
-                    200 => Ok(Some(f.body)),
-                    404 => Ok(None),
-                    st => Err(relay_error(st, &f.body)),
-                };
+        match s.peers.read_forwarded(addr, key, &from).await {
+            Ok((value, epoch)) => {
+                observe_epoch(s, epoch, addr);
+                return Ok(value);
+            }
+            Err(peer::PeerError::Status { status, body, .. }) if status < 500 => {
+                return Err(relay_error(status, body.as_bytes()));
             }
             Err(e) => last_err = forward_failed(s, &e, "read"),
         }

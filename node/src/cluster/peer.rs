@@ -1,9 +1,10 @@
 //! HTTP calls from this node to its peers: forwarded key requests, replica writes, partition pulls,
 //! ring fetches. One pooled keep-alive client for all of them.
 
-use super::pipeline::{Pipelines, RequestHead};
+use super::pipeline::{Pipelines, Sender};
 use crate::engine::Record;
 use crate::wire;
+use crate::wire::KeyResult;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -90,7 +91,7 @@ impl Peers {
             .unwrap_or_else(|_| reqwest::Client::new());
         Peers {
             http,
-            pipes: Pipelines::new(CONNECT_TIMEOUT, HOP_TIMEOUT),
+            pipes: Pipelines::new(internal_token.as_deref(), CONNECT_TIMEOUT, HOP_TIMEOUT),
             internal_token,
         }
     }
@@ -108,46 +109,44 @@ impl Peers {
         }
     }
 
-    /// Forwards a key read (`GET path`) to `addr` over its pipelined connections, marked as
-    /// forwarded.
-    pub async fn forward_read(
+    /// Reads `key` from the owner at `addr` as part of a coalesced multi-get. `Ok(None)`: the
+    /// owner serves the partition and has no such key. Returns the owner's epoch as well.
+    pub async fn read_forwarded(
         &self,
         addr: &str,
-        path: &str,
-        auth: Option<&str>,
-        epoch: u64,
-        origin: &str,
-    ) -> Result<Forwarded, PeerError> {
+        key: &[u8],
+        from: &Sender,
+    ) -> Result<(Option<Bytes>, Option<u64>), PeerError> {
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
-        let mut head = RequestHead::new("GET", path, addr)
-            .header(FORWARDED, "1")
-            .header(EPOCH, &epoch.to_string())
-            .header(ORIGIN, origin);
-        if let Some(a) = auth {
-            head = head.header("authorization", a);
-        }
-        let r = self
-            .pipes
-            .send(addr, head.finish())
-            .await
-            .map_err(|source| PeerError::Pipe {
+        let pipe = |source| PeerError::Pipe {
+            addr: addr.to_string(),
+            source,
+        };
+        let a = match self.pipes.get(addr, key, from).await {
+            Ok(a) => a,
+            Err(super::pipeline::PipeError::Refused { status, message }) => {
+                return Err(PeerError::Status {
+                    addr: addr.to_string(),
+                    status,
+                    body: message,
+                });
+            }
+            Err(e) => return Err(pipe(e)),
+        };
+        match a.result {
+            KeyResult::Found(v) => Ok((Some(v), a.epoch)),
+            KeyResult::Missing => Ok((None, a.epoch)),
+            KeyResult::NotServed => Err(PeerError::Status {
                 addr: addr.to_string(),
-                source,
-            })?;
-        if r.status >= 500 {
-            return Err(PeerError::Status {
-                addr: addr.to_string(),
-                status: r.status,
-                body: String::from_utf8_lossy(&r.body).into_owned(),
-            });
+                status: 503,
+                body: format!(
+                    "does not serve this key's partition (its epoch {:?}, ours {})",
+                    a.epoch, from.epoch
+                ),
+            }),
         }
-        Ok(Forwarded {
-            status: r.status,
-            body: r.body,
-            epoch: r.epoch,
-        })
     }
 
     /// Sends a public key request to `addr`, marked as forwarded.

@@ -1,18 +1,19 @@
-//! Forwarded reads travel over a few long-lived HTTP/1.1 connections per peer with request
-//! pipelining: many requests in flight on one connection, written in one batch, answered in order.
+//! Forwarded reads are coalesced: the reads a node forwards to the same owner at the same time
+//! travel as one `POST /internal/v1/get` carrying all their keys, over a few long-lived HTTP/1.1
+//! connections per peer with several such requests in flight (pipelining), answered in order.
 //!
-//! Why not the pooled reqwest client used for everything else: measured on the forwarding
-//! benchmark, a reqwest request cost the forwarding node ~65 µs of CPU (URL parsing, pool checkout,
-//! header maps, a timer per request, one connection task wake-up per request), four times what
-//! serving the GET itself costs. Here the caller formats the request head into one buffer, a
-//! connection task writes whatever has queued up with one syscall, and the owner (whose server
-//! flushes pipelined answers together) answers a batch with one write. No crate offers a pipelining
-//! HTTP/1.1 client (hyper's client sends one request per connection at a time; HTTP/2 via reqwest
-//! was measured no faster here), so this module is written by hand, with `httparse` parsing answers.
+//! Why not one request per read through the pooled reqwest client used for everything else:
+//! measured on the forwarding benchmark, each forwarded read then cost the forwarding node ~65 µs
+//! of CPU (URL parsing, pool checkout, header maps, a timer per request, a connection-task wake-up
+//! per request) and the owner a full HTTP request, so a forwarded GET ran at 0.27× direct. Here the
+//! caller queues its key, a connection task writes everything queued as one request with one
+//! syscall, and the owner answers N keys with one HTTP request's worth of work. No crate offers a
+//! pipelining, coalescing HTTP/1.1 client (hyper's client sends one request per connection at a
+//! time; HTTP/2 via reqwest was measured no faster here), so this module is written by hand, with
+//! `httparse` parsing the answers and the owner's side an ordinary axum route.
 //!
-//! Only reads use it: the owner answers a GET from memory without waiting on anything, whereas a
-//! write waits for replica acknowledgements at the owner and would hold up every request queued
-//! behind it on the same connection.
+//! Only reads use it: the owner answers them from memory without waiting on anything, whereas a
+//! write waits for replica acknowledgements and would hold up everything queued behind it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -24,13 +25,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-/// Connections kept per peer: a slow answer only holds up requests on its own connection.
+use crate::wire::{self, KeyResult};
+
+/// Connections kept per peer: a slow answer only holds up the requests on its own connection.
 const CONNS_PER_PEER: usize = 2;
-/// Requests in flight per connection before callers wait (back-pressure towards clients).
-const MAX_IN_FLIGHT: usize = 256;
-/// Requests written per batch at most, and the buffer size at which a batch is cut.
-const MAX_BATCH: usize = 128;
-const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Reads queued or in flight per connection before callers wait (back-pressure on clients).
+const MAX_IN_FLIGHT: usize = 1024;
+/// Coalesced requests on the wire per connection before the next waits for an answer.
+const OUTSTANDING: usize = 1;
+/// Keys coalesced into one request at most.
+const MAX_BATCH: usize = 256;
 /// Largest answer body accepted (values are far smaller; anything larger is a broken peer).
 const MAX_BODY: usize = 256 * 1024 * 1024;
 /// Response headers parsed at most (a ringcache node sends a handful).
@@ -48,28 +52,40 @@ pub enum PipeError {
     Io(String),
     #[error("malformed answer: {0}")]
     Protocol(String),
+    #[error("answered {status}: {message}")]
+    Refused { status: u16, message: String },
 }
 
-/// A complete answer: status, the responder's ring epoch if sent, and the body.
-#[derive(Debug, Clone)]
-pub struct RawResponse {
-    pub status: u16,
+/// One read's answer, with the answering node's ring epoch (the asker learns newer rings from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub result: KeyResult,
     pub epoch: Option<u64>,
-    pub body: Bytes,
 }
 
-type Reply = oneshot::Sender<Result<RawResponse, PipeError>>;
+type Reply = oneshot::Sender<Result<Answer, PipeError>>;
+
+/// Who is asking: goes into the headers of each coalesced request.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// The ring epoch of the asking node (the owner learns newer rings from it).
+    pub epoch: u64,
+    /// The asking node's own address as the ring names it.
+    pub origin: Arc<str>,
+}
 
 struct Job {
-    request: Bytes,
+    key: Bytes,
+    from: Sender,
     reply: Reply,
     permit: OwnedSemaphorePermit,
 }
 
+/// One coalesced request on the wire, waiting for its answer.
 struct Pending {
-    reply: Reply,
+    replies: Vec<Reply>,
     sent: Instant,
-    _permit: OwnedSemaphorePermit,
+    _permits: Vec<OwnedSemaphorePermit>,
 }
 
 #[derive(Clone)]
@@ -78,22 +94,18 @@ struct Conn {
     in_flight: Arc<Semaphore>,
 }
 
-impl Conn {
-    fn is_closed(&self) -> bool {
-        self.jobs.is_closed()
-    }
-}
-
 #[derive(Default)]
 struct PeerConns {
     slots: [Mutex<Option<Conn>>; CONNS_PER_PEER],
     next: AtomicUsize,
 }
 
-/// Pipelined connections to every peer this node forwards reads to.
+/// Coalescing, pipelined connections to every peer this node forwards reads to.
 #[derive(Clone)]
 pub struct Pipelines {
     peers: Arc<Mutex<HashMap<String, Arc<PeerConns>>>>,
+    /// `authorization: Bearer …\r\n` with the internal token, or empty.
+    auth_line: Arc<str>,
     connect_timeout: Duration,
     answer_timeout: Duration,
 }
@@ -101,31 +113,43 @@ pub struct Pipelines {
 impl Pipelines {
     /// `answer_timeout` bounds how long the oldest request on a connection may wait: past it the
     /// connection is declared dead and everything in flight on it fails.
-    pub fn new(connect_timeout: Duration, answer_timeout: Duration) -> Pipelines {
+    pub fn new(
+        internal_token: Option<&str>,
+        connect_timeout: Duration,
+        answer_timeout: Duration,
+    ) -> Pipelines {
+        let auth_line = match internal_token {
+            // A token with a line break would split the request; such a token cannot be sent
+            // in a header by any client, so none is sent and the peer answers 401.
+            Some(t) if !t.contains(['\r', '\n']) => format!("authorization: Bearer {t}\r\n"),
+            _ => String::new(),
+        };
         Pipelines {
             peers: Arc::default(),
+            auth_line: auth_line.into(),
             connect_timeout,
             answer_timeout,
         }
     }
 
-    /// Sends one complete request (head and body, as built by [`RequestHead`]) to `addr`.
-    /// A connection found closed (the peer restarted since it was last used) is replaced and the
-    /// request sent once more, which is safe because only reads travel here.
-    pub async fn send(&self, addr: &str, request: Bytes) -> Result<RawResponse, PipeError> {
+    /// Reads `key` from the peer at `addr`. A connection found closed (the peer restarted since it
+    /// was last used) is replaced and the read sent once more.
+    pub async fn get(&self, addr: &str, key: &[u8], from: &Sender) -> Result<Answer, PipeError> {
         let peer = self.peer(addr);
-        match self.send_once(&peer, addr, request.clone()).await {
-            Err(PipeError::Closed) => self.send_once(&peer, addr, request).await,
+        let key = Bytes::copy_from_slice(key);
+        match self.get_once(&peer, addr, key.clone(), from).await {
+            Err(PipeError::Closed) => self.get_once(&peer, addr, key, from).await,
             r => r,
         }
     }
 
-    async fn send_once(
+    async fn get_once(
         &self,
         peer: &PeerConns,
         addr: &str,
-        request: Bytes,
-    ) -> Result<RawResponse, PipeError> {
+        key: Bytes,
+        from: &Sender,
+    ) -> Result<Answer, PipeError> {
         let conn = self.conn(peer, addr);
         let permit = conn
             .in_flight
@@ -136,7 +160,8 @@ impl Pipelines {
         let (reply, answer) = oneshot::channel();
         conn.jobs
             .send(Job {
-                request,
+                key,
+                from: from.clone(),
                 reply,
                 permit,
             })
@@ -156,11 +181,11 @@ impl Pipelines {
     }
 
     /// The next connection round-robin, opening a new one in place of a closed one. Opening does
-    /// not block: the connection task connects and fails its queued requests if it cannot.
+    /// not block: the connection task connects and fails its queued reads if it cannot.
     fn conn(&self, peer: &PeerConns, addr: &str) -> Conn {
         let i = peer.next.fetch_add(1, Ordering::Relaxed) % CONNS_PER_PEER;
         let mut slot = peer.slots[i].lock();
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(c) = slot.as_ref().filter(|c| !c.jobs.is_closed()) {
             return c.clone();
         }
         let (jobs, rx) = mpsc::channel(MAX_IN_FLIGHT);
@@ -169,107 +194,109 @@ impl Pipelines {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         };
         tokio::spawn(run_conn(
-            addr.to_string(),
+            Link {
+                addr: addr.to_string(),
+                auth_line: self.auth_line.clone(),
+                connect_timeout: self.connect_timeout,
+                answer_timeout: self.answer_timeout,
+            },
             rx,
-            self.connect_timeout,
-            self.answer_timeout,
         ));
         *slot = Some(c.clone());
         c
     }
 }
 
-/// Builds one request: `GET /path HTTP/1.1`, the given headers, and `Host`.
-pub struct RequestHead {
-    buf: BytesMut,
-}
-
-impl RequestHead {
-    /// `path_and_query` must already be percent-encoded (no spaces or control characters).
-    pub fn new(method: &str, path_and_query: &str, host: &str) -> RequestHead {
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_slice(method.as_bytes());
-        buf.put_u8(b' ');
-        buf.put_slice(path_and_query.as_bytes());
-        buf.put_slice(b" HTTP/1.1\r\nhost: ");
-        buf.put_slice(host.as_bytes());
-        buf.put_slice(b"\r\n");
-        RequestHead { buf }
-    }
-
-    /// Adds a header. Values come from parsed header values, numbers or addresses, which cannot
-    /// hold CR or LF; any that do are dropped rather than allowed to split the request.
-    pub fn header(mut self, name: &str, value: &str) -> RequestHead {
-        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            tracing::warn!(
-                header = name,
-                "header value with a line break not forwarded"
-            );
-            return self;
-        }
-        self.buf.put_slice(name.as_bytes());
-        self.buf.put_slice(b": ");
-        self.buf.put_slice(value.as_bytes());
-        self.buf.put_slice(b"\r\n");
-        self
-    }
-
-    /// Ends the head (no body).
-    pub fn finish(mut self) -> Bytes {
-        self.buf.put_slice(b"\r\n");
-        self.buf.freeze()
-    }
-}
-
-async fn run_conn(
+struct Link {
     addr: String,
-    mut jobs: mpsc::Receiver<Job>,
+    auth_line: Arc<str>,
     connect_timeout: Duration,
     answer_timeout: Duration,
-) {
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
+}
+
+impl Link {
+    /// Appends one `POST /internal/v1/get` for `keys` (a multi-get body) to `out`.
+    fn put_request(&self, out: &mut BytesMut, from: &Sender, count: usize, keys: &[u8]) {
+        use std::fmt::Write as _;
+        out.reserve(256 + keys.len());
+        let _ = write!(
+            out,
+            "POST /internal/v1/get HTTP/1.1\r\nhost: {}\r\n{}{}: {}\r\n{}: {}\r\n\
+             content-type: {}\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            self.auth_line,
+            super::peer::EPOCH,
+            from.epoch,
+            super::peer::ORIGIN,
+            from.origin,
+            wire::KEYS_CONTENT_TYPE,
+            4 + keys.len(),
+        );
+        out.put_u32_le(count as u32);
+        out.put_slice(keys);
+    }
+}
+
+async fn run_conn(link: Link, mut jobs: mpsc::Receiver<Job>) {
+    let connect = tokio::time::timeout(link.connect_timeout, TcpStream::connect(&link.addr));
+    let stream = match connect.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return fail_queued(jobs, PipeError::Connect(e.to_string())),
         Err(_) => {
-            return fail_queued(
-                jobs,
-                PipeError::Connect(format!("no connection within {connect_timeout:?}")),
-            );
+            let msg = format!("no connection within {:?}", link.connect_timeout);
+            return fail_queued(jobs, PipeError::Connect(msg));
         }
     };
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let pending: Mutex<VecDeque<Pending>> = Mutex::new(VecDeque::new());
+    let answered = tokio::sync::Notify::new();
     // Both halves run in this one task, so a request and its answer never cost a cross-task
     // wake-up; whichever half ends first (error, EOF, timeout) ends the connection.
     let writer = async {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        while let Some(first) = jobs.recv().await {
-            let now = Instant::now();
+        let (mut out, mut keys) = (BytesMut::with_capacity(16 * 1024), BytesMut::new());
+        loop {
+            // At most OUTSTANDING requests on the wire: reads arriving meanwhile queue up and go
+            // out together once an answer is in, so the batch size follows the load without
+            // ever holding a read back when the connection is idle.
+            loop {
+                let notified = answered.notified();
+                if pending.lock().len() < OUTSTANDING {
+                    break;
+                }
+                notified.await;
+            }
+            let Some(first) = jobs.recv().await else {
+                break;
+            };
+            let from = first.from.clone();
             let mut batch = Some(first);
-            let mut n = 0;
+            let (mut replies, mut permits) = (Vec::new(), Vec::new());
             while let Some(job) = batch.take() {
-                buf.put_slice(&job.request);
-                pending.lock().push_back(Pending {
-                    reply: job.reply,
-                    sent: now,
-                    _permit: job.permit,
-                });
-                n += 1;
-                if n < MAX_BATCH && buf.len() < MAX_BATCH_BYTES {
+                wire::put_key(&mut keys, &job.key);
+                replies.push(job.reply);
+                permits.push(job.permit);
+                if replies.len() < MAX_BATCH {
                     batch = jobs.try_recv().ok();
                 }
             }
-            if let Err(e) = wr.write_all(&buf).await {
+            link.put_request(&mut out, &from, replies.len(), &keys);
+            keys.clear();
+            pending.lock().push_back(Pending {
+                replies,
+                sent: Instant::now(),
+                _permits: permits,
+            });
+            if let Err(e) = wr.write_all(&out).await {
                 return PipeError::Io(e.to_string());
             }
-            buf.clear();
+            out.clear();
         }
         PipeError::Closed
     };
     let reader = async {
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut tick = tokio::time::interval(answer_timeout / 4);
+        let mut tick = tokio::time::interval(link.answer_timeout / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             loop {
@@ -278,7 +305,10 @@ async fn run_conn(
                         let Some(p) = pending.lock().pop_front() else {
                             return PipeError::Protocol("an answer nobody asked for".into());
                         };
-                        let _ = p.reply.send(Ok(resp));
+                        answered.notify_one();
+                        if let Err(e) = answer(p.replies, resp) {
+                            return e;
+                        }
                         if close {
                             return PipeError::Closed;
                         }
@@ -295,8 +325,8 @@ async fn run_conn(
                 },
                 _ = tick.tick() => {
                     let oldest = pending.lock().front().map(|p| p.sent.elapsed());
-                    if oldest.is_some_and(|age| age > answer_timeout) {
-                        return PipeError::Timeout(answer_timeout);
+                    if oldest.is_some_and(|age| age > link.answer_timeout) {
+                        return PipeError::Timeout(link.answer_timeout);
                     }
                 }
             }
@@ -306,12 +336,45 @@ async fn run_conn(
         e = writer => e,
         e = reader => e,
     };
-    tracing::debug!(peer = %addr, error = %err, "pipelined connection ended");
+    tracing::debug!(peer = %link.addr, error = %err, "pipelined connection ended");
     jobs.close();
     for p in pending.lock().drain(..) {
-        let _ = p.reply.send(Err(err.clone()));
+        for r in p.replies {
+            let _ = r.send(Err(err.clone()));
+        }
     }
     fail_queued(jobs, err);
+}
+
+/// Hands each waiting read its answer. A refusal (non-200) goes to all of them; an answer that
+/// does not match the request is a broken connection.
+fn answer(replies: Vec<Reply>, resp: RawResponse) -> Result<(), PipeError> {
+    if resp.status != 200 {
+        let message = String::from_utf8_lossy(&resp.body).into_owned();
+        for r in replies {
+            let _ = r.send(Err(PipeError::Refused {
+                status: resp.status,
+                message: message.clone(),
+            }));
+        }
+        return Ok(());
+    }
+    let results =
+        wire::decode_results(&resp.body).map_err(|e| PipeError::Protocol(e.to_string()))?;
+    if results.len() != replies.len() {
+        let msg = format!("{} answers for {} keys", results.len(), replies.len());
+        for r in replies {
+            let _ = r.send(Err(PipeError::Protocol(msg.clone())));
+        }
+        return Err(PipeError::Protocol(msg));
+    }
+    for (r, result) in replies.into_iter().zip(results) {
+        let _ = r.send(Ok(Answer {
+            result,
+            epoch: resp.epoch,
+        }));
+    }
+    Ok(())
 }
 
 fn fail_queued(mut jobs: mpsc::Receiver<Job>, err: PipeError) {
@@ -319,6 +382,14 @@ fn fail_queued(mut jobs: mpsc::Receiver<Job>, err: PipeError) {
     while let Ok(job) = jobs.try_recv() {
         let _ = job.reply.send(Err(err.clone()));
     }
+}
+
+/// A complete answer: status, the responder's ring epoch if sent, and the body.
+#[derive(Debug, Clone)]
+struct RawResponse {
+    status: u16,
+    epoch: Option<u64>,
+    body: Bytes,
 }
 
 /// Takes one complete answer off the front of `buf`: `Ok(None)` until all of it has arrived.
@@ -451,33 +522,42 @@ HTTP/1.1 204 No Content\r\n\r\n";
         assert_eq!((r.status, close), (503, true));
     }
 
-    #[test]
-    fn request_heads_are_well_formed_and_refuse_line_breaks() {
-        let req = RequestHead::new("GET", "/v1/keys/a%20b", "127.0.0.2:7000")
-            .header("x-ringcache-epoch", "3")
-            .header("authorization", "Bearer x\r\nx-evil: 1")
-            .finish();
-        assert_eq!(
-            &req[..],
-            b"GET /v1/keys/a%20b HTTP/1.1\r\nhost: 127.0.0.2:7000\r\nx-ringcache-epoch: 3\r\n\r\n"
-        );
+    fn sender() -> Sender {
+        Sender {
+            epoch: 4,
+            origin: Arc::from("127.0.0.9:1"),
+        }
     }
 
-    fn get(path: &str, host: &str) -> Bytes {
-        RequestHead::new("GET", path, host).finish()
-    }
-
-    /// A stand-in owner: the node's own HTTP server loop (pipelined flushing) with a router that
-    /// answers each path with itself, so answers can be matched to requests.
-    async fn echo_server() -> (String, tokio::sync::oneshot::Sender<()>) {
-        use axum::routing::get;
+    /// A stand-in owner: the node's own HTTP server loop with a `POST /internal/v1/get` that
+    /// answers keys `k…` with the key reversed, `m…` as not found and anything else as not
+    /// served; it insists on the token and on the sender's epoch, and sends its own (9).
+    async fn fake_owner() -> (String, tokio::sync::oneshot::Sender<()>) {
+        use axum::http::{HeaderMap, StatusCode};
         let app = axum::Router::new().route(
-            "/echo/{n}",
-            get(
-                |axum::extract::Path(n): axum::extract::Path<String>| async move {
-                    ([(super::super::peer::EPOCH, "9")], n)
-                },
-            ),
+            "/internal/v1/get",
+            axum::routing::post(|h: HeaderMap, body: Bytes| async move {
+                let hdr = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                if hdr("authorization").as_deref() != Some("Bearer sesame") {
+                    return Err((StatusCode::UNAUTHORIZED, "no token".to_string()));
+                }
+                if hdr(super::super::peer::EPOCH).as_deref() != Some("4") {
+                    return Err((StatusCode::BAD_REQUEST, "no epoch".to_string()));
+                }
+                let keys = wire::decode_keys(&body)
+                    .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+                let mut out = BytesMut::new();
+                out.put_u32_le(keys.len() as u32);
+                for k in keys {
+                    let rev: Vec<u8> = k.iter().rev().copied().collect();
+                    match k[0] {
+                        b'k' => wire::put_result(&mut out, Some(&rev), true),
+                        b'm' => wire::put_result(&mut out, None, true),
+                        _ => wire::put_result(&mut out, None, false),
+                    }
+                }
+                Ok(([(super::super::peer::EPOCH, "9")], out.freeze()))
+            }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -488,23 +568,66 @@ HTTP/1.1 204 No Content\r\n\r\n";
         (addr, stop)
     }
 
+    fn pipes(answer_timeout: Duration) -> Pipelines {
+        Pipelines::new(Some("sesame"), Duration::from_secs(1), answer_timeout)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_requests_each_get_their_own_answer() {
-        let (addr, _stop) = echo_server().await;
-        let pipes = Pipelines::new(Duration::from_secs(1), Duration::from_secs(5));
-        let calls = (0..2000).map(|i| {
+    async fn concurrent_reads_each_get_their_own_answer() {
+        let (addr, _stop) = fake_owner().await;
+        let pipes = pipes(Duration::from_secs(5));
+        let calls = (0..3000).map(|i| {
             let (pipes, addr) = (pipes.clone(), addr.clone());
             tokio::spawn(async move {
-                let r = pipes.send(&addr, get(&format!("/echo/{i}"), &addr)).await;
-                (i, r)
+                let key = match i % 3 {
+                    0 => format!("k{i}"),
+                    1 => format!("m{i}"),
+                    _ => format!("x{i}"),
+                };
+                let r = pipes.get(&addr, key.as_bytes(), &sender()).await;
+                (key, r)
             })
         });
         for c in futures_util::future::join_all(calls).await {
-            let (i, r) = c.unwrap();
-            let r = r.unwrap_or_else(|e| panic!("request {i}: {e}"));
-            assert_eq!((r.status, r.epoch), (200, Some(9)));
-            assert_eq!(r.body, i.to_string().into_bytes(), "answer of request {i}");
+            let (key, r) = c.unwrap();
+            let a = r.unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(a.epoch, Some(9), "{key}");
+            let want = match key.as_bytes()[0] {
+                b'k' => KeyResult::Found(key.bytes().rev().collect::<Vec<u8>>().into()),
+                b'm' => KeyResult::Missing,
+                _ => KeyResult::NotServed,
+            };
+            assert_eq!(a.result, want, "answer for {key}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusing_owner_fails_every_read_with_its_status() {
+        let (addr, _stop) = fake_owner().await;
+        let wrong = Pipelines::new(
+            Some("wrong"),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        );
+        let err = wrong.get(&addr, b"k1", &sender()).await.unwrap_err();
+        assert_eq!(
+            err,
+            PipeError::Refused {
+                status: 401,
+                message: "no token".into()
+            }
+        );
+        // A token that cannot be sent in a header is not sent at all.
+        let broken = Pipelines::new(
+            Some("a\r\nb"),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        );
+        let err = broken.get(&addr, b"k1", &sender()).await.unwrap_err();
+        assert!(
+            matches!(err, PipeError::Refused { status: 401, .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -514,8 +637,10 @@ HTTP/1.1 204 No Content\r\n\r\n";
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let pipes = Pipelines::new(Duration::from_secs(1), Duration::from_secs(1));
-        let err = pipes.send(&addr, get("/x", &addr)).await.unwrap_err();
+        let err = pipes(Duration::from_secs(1))
+            .get(&addr, b"k", &sender())
+            .await
+            .unwrap_err();
         assert!(matches!(err, PipeError::Connect(_)), "{err}");
     }
 
@@ -523,16 +648,18 @@ HTTP/1.1 204 No Content\r\n\r\n";
     async fn a_silent_peer_times_out_instead_of_hanging() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        // Accepts and reads, never answers.
+        // Accepts, never answers.
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((s, _)) = listener.accept().await {
                 held.push(s);
             }
         });
-        let pipes = Pipelines::new(Duration::from_secs(1), Duration::from_millis(200));
         let started = Instant::now();
-        let err = pipes.send(&addr, get("/x", &addr)).await.unwrap_err();
+        let err = pipes(Duration::from_millis(200))
+            .get(&addr, b"k", &sender())
+            .await
+            .unwrap_err();
         assert_eq!(err, PipeError::Timeout(Duration::from_millis(200)));
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -543,16 +670,13 @@ HTTP/1.1 204 No Content\r\n\r\n";
 
     #[tokio::test]
     async fn a_peer_that_restarted_is_reconnected_to() {
-        let (addr, stop) = echo_server().await;
-        let pipes = Pipelines::new(Duration::from_secs(1), Duration::from_secs(5));
-        for slot in 0..CONNS_PER_PEER {
-            let r = pipes
-                .send(&addr, get(&format!("/echo/{slot}"), &addr))
-                .await
-                .unwrap();
-            assert_eq!(r.status, 200);
+        let (addr, stop) = fake_owner().await;
+        let pipes = pipes(Duration::from_secs(5));
+        for _ in 0..CONNS_PER_PEER {
+            let a = pipes.get(&addr, b"k1", &sender()).await.unwrap();
+            assert_eq!(a.result, KeyResult::Found(Bytes::from_static(b"1k")));
         }
-        // The server goes away (its idle connections close) and comes back on the same port.
+        // The owner goes away (its idle connections close) and comes back on the same port.
         let _ = stop.send(());
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {
@@ -565,20 +689,28 @@ HTTP/1.1 204 No Content\r\n\r\n";
                 Err(e) => panic!("cannot rebind {addr}: {e}"),
             }
         };
-        let app = axum::Router::new().route("/again", axum::routing::get(|| async { "yes" }));
+        let app = axum::Router::new().route(
+            "/internal/v1/get",
+            axum::routing::post(|| async {
+                let mut out = BytesMut::new();
+                out.put_u32_le(1);
+                wire::put_result(&mut out, Some(b"again"), true);
+                out.freeze()
+            }),
+        );
         tokio::spawn(crate::server::serve_router(
             listener,
             app,
             std::future::pending(),
         ));
         for _ in 0..CONNS_PER_PEER {
-            let r = pipes.send(&addr, get("/again", &addr)).await.unwrap();
-            assert_eq!((r.status, &r.body[..]), (200, &b"yes"[..]));
+            let a = pipes.get(&addr, b"k1", &sender()).await.unwrap();
+            assert_eq!(a.result, KeyResult::Found(Bytes::from_static(b"again")));
         }
     }
 
     #[tokio::test]
-    async fn a_peer_answering_garbage_fails_the_request() {
+    async fn a_peer_answering_garbage_fails_the_read() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -590,8 +722,10 @@ HTTP/1.1 204 No Content\r\n\r\n";
                     .await;
             }
         });
-        let pipes = Pipelines::new(Duration::from_secs(1), Duration::from_secs(1));
-        let err = pipes.send(&addr, get("/x", &addr)).await.unwrap_err();
+        let err = pipes(Duration::from_secs(1))
+            .get(&addr, b"k", &sender())
+            .await
+            .unwrap_err();
         assert!(matches!(err, PipeError::Protocol(_)), "{err}");
     }
 }

@@ -32,6 +32,40 @@ pub async fn put_ring(
     }
 }
 
+/// `POST /internal/v1/get`: a batch of forwarded reads (see `wire::KEYS_CONTENT_TYPE`). Each key
+/// is answered from this node's store: found, not found (this node serves the partition), or
+/// not served (it holds nothing for a partition it does not serve: the sender's ring and ours
+/// disagree, and the sender should ask another owner).
+pub async fn get_many(
+    State(s): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::wire;
+    use axum::response::IntoResponse;
+    use bytes::BufMut;
+    let body = body.map_err(super::error::body_rejection)?;
+    let keys =
+        wire::decode_keys(&body).map_err(|e| ApiError::bad_request("bad_keys", e.to_string()))?;
+    let view = s.ring.get();
+    if s.expects_ring && view.epoch() == 0 {
+        return Err(ApiError::unavailable(
+            "no ring loaded yet (waiting for the ring file or a ring push)",
+        ));
+    }
+    let now = s.clock.now_ms();
+    let mut out = bytes::BytesMut::with_capacity(4 + keys.len() * 128);
+    out.put_u32_le(keys.len() as u32);
+    for k in keys {
+        let served = view.serves_read(s.engine.partition_of(k));
+        wire::put_result(&mut out, s.engine.get(k, now).as_deref(), served);
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, wire::RESULTS_CONTENT_TYPE)],
+        out.freeze(),
+    )
+        .into_response())
+}
+
 /// `GET /internal/v1/migration`: progress of the pulls this node needs for the current epoch.
 pub async fn migration(
     State(s): State<SharedState>,

@@ -84,6 +84,12 @@ pub fn router(state: SharedState) -> Router {
             "/internal/v1/ring",
             put(internal::put_ring).layer(DefaultBodyLimit::max(64 << 20)),
         )
+        .route(
+            "/internal/v1/get",
+            post(internal::get_many).layer(DefaultBodyLimit::max(
+                4 + crate::wire::MAX_KEYS * (2 + ringcache_ring::MAX_KEY_LEN),
+            )),
+        )
         .route("/internal/v1/migration", get(internal::migration))
         .route("/internal/v1/partitions/{p}", get(internal::partition))
         .route(
