@@ -189,10 +189,6 @@ pub async fn save_snapshot(s: &SharedState, dir: &Path) {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.
-///
-/// HTTP/1.1 only, with pipelined answers flushed together: peers forward reads over pipelined
-/// connections (see `cluster::pipeline`), and one write per batch instead of one per answer is
-/// most of what makes a forwarded read cheap for the owner. `axum::serve` cannot set that.
 pub async fn serve(
     listener: TcpListener,
     state: SharedState,
@@ -202,42 +198,28 @@ pub async fn serve(
 }
 
 /// [`serve`] for any router (tests serve stand-in peers with it).
+///
+/// Not hyper's `pipeline_flush`: it was tried for pipelined peers and turns off write
+/// back-pressure, so a streamed partition pull was buffered whole in memory (caught by
+/// `pulling_one_large_partition_keeps_memory_flat`); coalescing reads makes it unnecessary.
 pub async fn serve_router(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.pipeline_flush(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning on the error.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+    use axum::serve::ListenerExt;
+    // Answers and coalesced peer requests are written whole; Nagle would only delay them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
     }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

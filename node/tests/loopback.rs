@@ -921,3 +921,113 @@ async fn write_consistency_one_replicates_asynchronously_to_every_owner() {
         assert!(checker.verify(&c.http, &c.nodes[i].base()).await.is_empty());
     }
 }
+
+/// A `/proc/PID/status` field in KiB (VmRSS, VmHWM).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Restarts the peak-RSS counter (VmHWM) of `pid` at its current RSS.
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .unwrap_or_else(|e| panic!("cannot reset the peak RSS of {pid}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulling_one_large_partition_keeps_memory_flat() {
+    // Two partitions, and every key in the one that moves: ~48 MB of 1 KiB values in a single
+    // partition. Holding it in memory anywhere along the pull would show as peak RSS growth.
+    const KEYS: usize = 48_000;
+    let mut c = Cluster::new("flat", 2);
+    c.ring = RingDoc {
+        version: 1,
+        epoch: 1,
+        partitions: 2,
+        replication_factor: 1,
+        hash: "xxh3_64".into(),
+        members: vec![c.member(0, MemberState::Up)],
+        table: vec![vec![0], vec![0]],
+        pending: None,
+    };
+    c.write_ring_file();
+    c.start(0, &["--max-memory", "1Gi"]);
+    c.wait_ready(0).await;
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("big-{i}"))
+        .filter(|k| ringcache_ring::partition_of(k.as_bytes(), 2) == 1)
+        .take(KEYS)
+        .collect();
+    let value = "v".repeat(1024);
+    for chunk in keys.chunks(500) {
+        let ops: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|k| serde_json::json!({"op": "set", "key": k, "value": value}))
+            .collect();
+        let r = c
+            .http
+            .post(format!("{}/v1/batch", c.nodes[0].base()))
+            .json(&serde_json::json!({ "ops": ops }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let data_kib = (KEYS * (1024 + 10) / 1024) as u64;
+
+    let mut joining = c.ring.clone();
+    joining.epoch = 2;
+    joining.members.push(c.member(1, MemberState::Joining));
+    c.set_ring(joining.clone()).await;
+    c.start(1, &["--max-memory", "1Gi"]);
+    c.wait_ready(1).await;
+    let pids: Vec<u32> = (0..2)
+        .map(|i| c.nodes[i].child.as_ref().unwrap().id())
+        .collect();
+    let before: Vec<u64> = pids.iter().map(|&p| proc_kib(p, "VmRSS")).collect();
+    for &p in &pids {
+        reset_peak(p);
+    }
+
+    let mut pending = joining.clone();
+    pending.epoch = 3;
+    pending.pending = Some(Pending {
+        table: vec![vec![0], vec![1]],
+    });
+    c.set_ring(pending).await;
+    c.wait_migrations(&[1], 3).await;
+
+    let stats: serde_json::Value = c
+        .http
+        .get(format!("{}/v1/stats", c.nodes[1].base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["items"], KEYS as u64, "every key was pulled");
+    let peak: Vec<u64> = pids
+        .iter()
+        .zip(&before)
+        .map(|(&p, &b)| proc_kib(p, "VmHWM").saturating_sub(b))
+        .collect();
+    // The source streams from its store in bounded batches: its peak barely moves.
+    assert!(
+        peak[0] < 16 * 1024,
+        "source peak RSS grew {} KiB while serving a {data_kib} KiB partition",
+        peak[0]
+    );
+    // The target holds the data once, plus what its store accounts for it; a buffered stream
+    // would add the whole partition again.
+    let stored_kib = stats["bytes"].as_u64().unwrap() / 1024;
+    assert!(
+        peak[1] < stored_kib + 24 * 1024,
+        "target peak RSS grew {} KiB for {stored_kib} KiB stored",
+        peak[1]
+    );
+}
