@@ -312,6 +312,36 @@ async fn three_nodes_rf2_keys_readable_through_every_node() {
             &bad[..bad.len().min(3)]
         );
     }
+    // One batch of gets through one node: most are forwarded (and coalesced per owner); every
+    // answer is the acknowledged value, in op order.
+    let acked: Vec<(String, String)> = checker
+        .acked
+        .lock()
+        .iter()
+        .take(2_000)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let ops: Vec<serde_json::Value> = acked
+        .iter()
+        .map(|(k, _)| serde_json::json!({"op": "get", "key": k}))
+        .collect();
+    let r: serde_json::Value = c
+        .http
+        .post(format!("{}/v1/batch", c.nodes[0].base()))
+        .json(&serde_json::json!({ "ops": ops }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), acked.len());
+    for ((k, v), res) in acked.iter().zip(results) {
+        assert_eq!(res["status"], 200, "{k}: {res}");
+        assert_eq!(res["value"].as_str(), Some(v.as_str()), "{k}");
+    }
+
     // RF=2: every key is stored on exactly two nodes.
     let mut total = 0;
     for n in &c.nodes {

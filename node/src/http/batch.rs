@@ -6,7 +6,8 @@
 //! Response: `{"results": [...]}` in op order; each result has `status` (200, 204, 404, or the error
 //! status the single-key route would give) and, for a found get, `value` when the bytes are UTF-8
 //! or `valueBase64` otherwise; errors carry `error` and `code`. A compact binary body is not
-//! implemented: JSON only.
+//! implemented: JSON only. Runs of consecutive gets are read concurrently; sets and deletes run one
+//! after another in op order.
 
 use super::{ApiError, SharedState, error::body_rejection, keys};
 use crate::cluster::{self, Origin};
@@ -16,10 +17,13 @@ use axum::extract::rejection::BytesRejection;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 /// Most ops accepted in one batch.
 pub const MAX_BATCH_OPS: usize = 10_000;
+/// Gets of one batch in flight at once.
+const CONCURRENT_GETS: usize = 256;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -111,12 +115,28 @@ pub async fn batch(
     }
     let origin = keys::origin_of(&h);
     let mut results = Vec::with_capacity(req.ops.len());
-    for op in req.ops {
-        results.push(
-            run_op(&s, op, &origin)
-                .await
-                .unwrap_or_else(OpResult::error),
-        );
+    let mut ops = req.ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
+        if !matches!(op, Op::Get { .. }) {
+            results.push(
+                run_op(&s, op, &origin)
+                    .await
+                    .unwrap_or_else(OpResult::error),
+            );
+            continue;
+        }
+        // Consecutive gets do not affect each other, so they run together (results still in
+        // op order); the forwarded ones among them are coalesced into one multi-get per owner.
+        let mut gets = vec![op];
+        while let Some(next) = ops.next_if(|o| matches!(o, Op::Get { .. })) {
+            gets.push(next);
+        }
+        let mut answers = futures_util::stream::iter(gets)
+            .map(|op| run_op(&s, op, &origin))
+            .buffered(CONCURRENT_GETS);
+        while let Some(r) = answers.next().await {
+            results.push(r.unwrap_or_else(OpResult::error));
+        }
     }
     Ok(Json(BatchResponse { results }))
 }
