@@ -3,7 +3,7 @@
 # to the owner, same run, alternating, REPEATS times.
 #   bench/forward-bench.sh          (env: REPEATS=3 DURATION=10s CONNS=50 WRK_THREADS=1 KEYS=100000)
 # Two release nodes on 127.0.0.2 / 127.0.0.3 with a ring file (epoch 1, RF=1) in which the second
-# node owns every partition; the first forwards every request to it over pooled connections.
+# node owns every partition; the first forwards every GET to it (coalesced multi-gets, see docs/api.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
