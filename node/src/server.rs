@@ -66,6 +66,7 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
         internal_token: cfg.internal_token.clone(),
         // With a ring file the node is ready only after its recovery pull (migration task).
         ready: AtomicBool::new(cfg.ring_file.is_none()),
+        writes: Arc::default(),
         expects_ring: cfg.ring_file.is_some(),
         ring_changed: tokio::sync::Notify::new(),
         replication: Replicator::start(peers.clone(), metrics.clone()),

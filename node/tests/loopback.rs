@@ -1061,3 +1061,158 @@ async fn pulling_one_large_partition_keeps_memory_flat() {
         peak[1]
     );
 }
+
+/// A stand-in ring member at `127.0.0.1:PORT`: its `/healthz` says it is settled on a far-future
+/// epoch, its partitions are empty, and its `POST /internal/v1/apply` answers only once `release`
+/// is notified.
+async fn held_replica() -> (String, Arc<tokio::sync::Notify>) {
+    use axum::routing::{get, post};
+    let release = Arc::new(tokio::sync::Notify::new());
+    let r = release.clone();
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok", "epoch": 99})) }),
+        )
+        // An empty record stream: just the trailer (`u32 0 | u64 0`).
+        .route(
+            "/internal/v1/partitions/{p}",
+            get(|| async { vec![0u8; 12] }),
+        )
+        .route(
+            "/internal/v1/apply",
+            post(move || {
+                let r = r.clone();
+                async move {
+                    r.notified().await;
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, release)
+}
+
+async fn healthz(c: &Cluster, i: usize) -> serde_json::Value {
+    c.http
+        .get(format!("{}/healthz", c.nodes[i].base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
+    // rc-0 coordinates a write under epoch 1 whose replica write to the stand-in member is held.
+    // rc-1 gains partitions at epoch 2 and must not finish its migration while that old-ring
+    // write is under way: it could still land at the owners rc-1 pulls from after the pull.
+    let (replica, release) = held_replica().await;
+    let mut c = Cluster::new("fence", 2);
+    let member = |id: &str, addr: &str, state| Member {
+        id: id.into(),
+        addr: addr.into(),
+        state,
+    };
+    c.ring = RingDoc {
+        version: 1,
+        epoch: 1,
+        partitions: PARTITIONS,
+        replication_factor: 2,
+        hash: "xxh3_64".into(),
+        members: vec![
+            c.member(0, MemberState::Up),
+            member("stand-in", &replica, MemberState::Up),
+            c.member(1, MemberState::Joining),
+        ],
+        table: vec![vec![0, 1]; PARTITIONS as usize],
+        pending: None,
+    };
+    c.write_ring_file();
+    for i in 0..2 {
+        c.start(i, &["--write-consistency", "one"]);
+    }
+    for i in 0..2 {
+        c.wait_ready(i).await;
+    }
+    let r = c
+        .http
+        .put(format!("{}/v1/keys/fenced", c.nodes[0].base()))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "acknowledged at once (consistency one)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while healthz(&c, 0).await["oldestWriteEpoch"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "rc-0 never reported the held write"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut pending = c.ring.clone();
+    pending.epoch = 2;
+    let mut target = pending.table.clone();
+    for row in target.iter_mut().step_by(2) {
+        *row = vec![0, 2];
+    }
+    pending.pending = Some(Pending { table: target });
+    c.set_ring(pending).await;
+    let h = healthz(&c, 0).await;
+    assert_eq!(
+        (h["epoch"].clone(), h["oldestWriteEpoch"].clone()),
+        (2.into(), 1.into())
+    );
+    // rc-0 serves epoch 2 but still has the epoch-1 write under way: rc-1 must be seen waiting
+    // for it, with nothing pulled yet.
+    let rc0 = c.nodes[0].addr.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m: serde_json::Value = c
+            .http
+            .get(format!("{}/internal/v1/migration", c.nodes[1].base()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(
+            m["done"], true,
+            "pull finished before the old-ring write did: {m}"
+        );
+        if m["epoch"] == 2 && m["waitingFor"] == rc0.as_str() {
+            assert_eq!(m["partitionsDone"], 0, "{m}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rc-1 not seen waiting for rc-0: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    release.notify_waiters();
+    // The queue may retry after a hop timeout; keep releasing until the write is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while healthz(&c, 0).await["oldestWriteEpoch"] != serde_json::Value::Null {
+        assert!(Instant::now() < deadline, "held write never finished");
+        release.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.wait_migrations(&[1], 2).await;
+    let got = c
+        .http
+        .get(format!("{}/v1/keys/fenced", c.nodes[1].base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+}

@@ -27,6 +27,9 @@ pub struct MigrationStatus {
     pub bytes: u64,
     pub done: bool,
     pub error: Option<String>,
+    /// The writer the write fence is waiting on before pulling (`self` for this node's own
+    /// old-ring writes), while it waits.
+    pub waiting_for: Option<String>,
 }
 
 /// One partition to pull and where from (preference order).
@@ -118,11 +121,11 @@ async fn pull_from(
     Ok((keys, bytes))
 }
 
-/// Waits until every other member that takes writes serves with at least `view`'s epoch, then one
-/// hop timeout more. Writes coordinated under an older ring go only to the old owners; once every
-/// coordinator has this ring (and in-flight old-ring writes have finished or timed out), every new
-/// write also reaches this node, so a pull started afterwards misses nothing. Returns false if the
-/// ring changed meanwhile.
+/// The write fence: waits until this node and every other member that takes writes serve with
+/// at least `view`'s epoch and coordinate no write routed under an older one (see `fence`). From
+/// then on every write also reaches this node, and every earlier one has landed at the owners it
+/// pulls from, so a pull started afterwards misses nothing. Returns false if the ring changed
+/// meanwhile.
 async fn wait_for_peers(s: &SharedState, view: &RingView) -> bool {
     let peers: Vec<&str> = view
         .doc
@@ -134,23 +137,42 @@ async fn wait_for_peers(s: &SharedState, view: &RingView) -> bool {
         })
         .map(|(_, m)| m.addr.as_str())
         .collect();
+    let e = view.epoch();
+    loop {
+        if s.ring.epoch() != e {
+            return false;
+        }
+        if super::fence::settled(e, s.ring.epoch(), s.writes.oldest()) {
+            break;
+        }
+        s.migration.lock().waiting_for = Some("self".into());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for addr in peers {
         loop {
-            if s.ring.epoch() != view.epoch() {
+            if s.ring.epoch() != e {
                 return false;
             }
-            match s.peers.epoch_of(addr, view.epoch(), view.self_addr()).await {
-                Ok(e) if e >= view.epoch() => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(peer = addr, error = %e, "waiting for peer to reach the epoch")
+            match s.peers.writer_state(addr, e, view.self_addr()).await {
+                Ok((epoch, oldest)) if super::fence::settled(e, epoch, oldest) => break,
+                Ok((epoch, oldest)) => {
+                    tracing::debug!(
+                        peer = addr,
+                        epoch,
+                        ?oldest,
+                        "peer not settled on the epoch yet"
+                    )
+                }
+                Err(err) => {
+                    tracing::debug!(peer = addr, error = %err, "waiting for peer to reach the epoch")
                 }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.migration.lock().waiting_for = Some(addr.to_string());
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    tokio::time::sleep(super::peer::HOP_TIMEOUT).await;
-    s.ring.epoch() == view.epoch()
+    s.migration.lock().waiting_for = None;
+    true
 }
 
 /// Partitions pulled concurrently.

@@ -2,6 +2,7 @@
 //! hop with failover), replication of writes to every live write owner per `writeConsistency`,
 //! learning newer ring epochs from peers, and migration/recovery pulls ([`migration`]).
 
+pub mod fence;
 pub mod migration;
 pub mod peer;
 pub mod pipeline;
@@ -164,7 +165,16 @@ pub struct Write {
 pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Result<(), ApiError> {
     let p = s.engine.partition_of(key);
     let now = s.clock.now_ms();
-    let view = s.ring.get();
+    // Count this write under the epoch it is routed with before routing it, and make sure that
+    // epoch is still the ring's: a migration fence reading "epoch E, nothing older in flight"
+    // then cannot miss it (see `fence`).
+    let (view, guard) = loop {
+        let view = s.ring.get();
+        let guard = s.writes.enter(view.epoch());
+        if s.ring.epoch() == view.epoch() {
+            break (view, guard);
+        }
+    };
     require_ring(s, &view)?;
     let owners = view.doc.write_owners(p);
     if owners.is_empty() {
@@ -177,7 +187,7 @@ pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Re
             Some(v) => s.engine.set(key, v, w.ttl_ms, now)?,
             None => s.engine.delete(key, now)?,
         };
-        return replicate(s, &view, &owners, rec).await;
+        return replicate(s, &view, &owners, rec, guard).await;
     }
     if origin.forwarded {
         return Err(ApiError::unavailable(format!(
@@ -234,6 +244,7 @@ async fn replicate(
     view: &Arc<RingView>,
     owners: &[u32],
     rec: Record,
+    guard: fence::WriteGuard,
 ) -> Result<(), ApiError> {
     let others: Vec<String> = owners
         .iter()
@@ -246,7 +257,7 @@ async fn replicate(
     let need = required_acks(s.write_consistency, owners.len()).saturating_sub(1);
     if need == 0 {
         s.replication
-            .enqueue(rec, others, view.epoch(), view.self_addr().to_string())
+            .enqueue(rec, others, view.self_addr().to_string(), guard)
             .await;
         return Ok(());
     }
@@ -256,7 +267,10 @@ async fn replicate(
         .into_iter()
         .map(|addr| {
             let (s, view, rec) = (s.clone(), view.clone(), rec.clone());
+            // Each replica write holds the fence until it is done, also after the client's answer.
+            let guard = guard.clone();
             tokio::spawn(async move {
+                let _guard = guard;
                 let r = s
                     .peers
                     .apply(

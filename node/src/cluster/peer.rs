@@ -257,9 +257,19 @@ impl Peers {
         check(addr, resp).await
     }
 
-    /// The ring epoch `addr` serves with (asked on `/healthz` with our epoch, which also teaches
-    /// the peer a newer ring if we have one).
-    pub async fn epoch_of(&self, addr: &str, epoch: u64, origin: &str) -> Result<u64, PeerError> {
+    /// The ring epoch `addr` serves with and the oldest epoch of the writes it still coordinates
+    /// (its `/healthz`, asked with our epoch, which also teaches the peer a newer ring if we have
+    /// one).
+    pub async fn writer_state(
+        &self,
+        addr: &str,
+        epoch: u64,
+        origin: &str,
+    ) -> Result<(u64, Option<u64>), PeerError> {
+        let http = |source| PeerError::Http {
+            addr: addr.to_string(),
+            source,
+        };
         let resp = self
             .http
             .get(format!("http://{addr}/healthz"))
@@ -268,16 +278,17 @@ impl Peers {
             .header(ORIGIN, origin)
             .send()
             .await
-            .map_err(|source| PeerError::Http {
+            .map_err(http)?;
+        let body = check(addr, resp).await?.bytes().await.map_err(http)?;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match v["epoch"].as_u64() {
+            Some(e) => Ok((e, v["oldestWriteEpoch"].as_u64())),
+            None => Err(PeerError::Status {
                 addr: addr.to_string(),
-                source,
-            })?;
-        let resp = check(addr, resp).await?;
-        header_epoch(resp.headers()).ok_or_else(|| PeerError::Status {
-            addr: addr.to_string(),
-            status: 200,
-            body: "no epoch header in the answer".into(),
-        })
+                status: 200,
+                body: format!("no epoch in /healthz: {}", String::from_utf8_lossy(&body)),
+            }),
+        }
     }
 
     /// `GET /v1/ring` of a peer (public route; the auth token is passed when configured).

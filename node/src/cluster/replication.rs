@@ -3,6 +3,7 @@
 //! exported as metrics. When the queue is full the write replicates synchronously instead
 //! (back-pressure rather than silently dropping replica writes).
 
+use super::fence::WriteGuard;
 use super::peer::Peers;
 use crate::engine::Record;
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ struct Item {
     epoch: u64,
     origin: String,
     queued: Instant,
+    /// Holds the migration fence until the replica writes are done (sent or given up).
+    _guard: WriteGuard,
 }
 
 #[derive(Clone)]
@@ -41,13 +44,20 @@ impl Replicator {
         Replicator { tx, peers, metrics }
     }
 
-    pub async fn enqueue(&self, rec: Record, targets: Vec<String>, epoch: u64, origin: String) {
+    pub async fn enqueue(
+        &self,
+        rec: Record,
+        targets: Vec<String>,
+        origin: String,
+        guard: WriteGuard,
+    ) {
         let item = Item {
             rec,
             targets,
-            epoch,
+            epoch: guard.epoch(),
             origin,
             queued: Instant::now(),
+            _guard: guard,
         };
         match self.tx.try_send(item) {
             Ok(()) => {

@@ -57,8 +57,12 @@ pub async fn stats(State(s): State<SharedState>) -> Json<Stats> {
     Json(stats_of(&s))
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// Liveness, plus what a migrating peer's write fence needs: this node's epoch and the oldest
+/// epoch of any write it still coordinates, read in that order (see `cluster::fence`).
+pub async fn healthz(State(s): State<SharedState>) -> Json<serde_json::Value> {
+    let epoch = s.ring.epoch();
+    let oldest = s.writes.oldest();
+    Json(serde_json::json!({ "status": "ok", "epoch": epoch, "oldestWriteEpoch": oldest }))
 }
 
 pub async fn readyz(State(s): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {

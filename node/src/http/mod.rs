@@ -35,6 +35,8 @@ pub struct AppState {
     pub internal_token: Option<String>,
     /// Ring loaded and recovery done.
     pub ready: AtomicBool,
+    /// Writes this node coordinates, by routing epoch (the migration fence).
+    pub writes: Arc<crate::cluster::fence::WritesInFlight>,
     /// A ring file was configured: until a ring from it (epoch ≥ 1) is installed, the one-member
     /// placeholder ring must not be used to store or serve keys, or a write could be acknowledged
     /// by a node that owns nothing.
