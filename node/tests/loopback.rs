@@ -209,6 +209,19 @@ impl Cluster {
         }
     }
 
+    /// `GET path` on node `i`, as JSON (with the internal token; public routes ignore it).
+    async fn json(&self, i: usize, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.nodes[i].base()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn running(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].child.is_some())
@@ -344,17 +357,8 @@ async fn three_nodes_rf2_keys_readable_through_every_node() {
 
     // RF=2: every key is stored on exactly two nodes.
     let mut total = 0;
-    for n in &c.nodes {
-        let s: serde_json::Value = c
-            .http
-            .get(format!("{}/v1/stats", n.base()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        total += s["items"].as_u64().unwrap();
+    for i in 0..c.nodes.len() {
+        total += c.json(i, "/v1/stats").await["items"].as_u64().unwrap();
     }
     assert_eq!(total, 40_000);
 }
@@ -519,16 +523,7 @@ async fn scale_out_3_to_5_under_load_loses_nothing() {
     c.wait_migrations(&gainers, 3).await;
     // Partitions pulled by each gainer = what ring::diff planned for it.
     for &g in &gainers {
-        let v: serde_json::Value = c
-            .http
-            .get(format!("{}/internal/v1/migration", c.nodes[g].base()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: serde_json::Value = c.json(g, "/internal/v1/migration").await;
         let planned = moves
             .iter()
             .filter(|m| m.gained.contains(&(g as u32)))
@@ -622,15 +617,7 @@ async fn kill_9_then_restart_recovers_without_losing_acknowledged_writes() {
         );
     }
     // The restarted node holds its partitions itself (RF=2 over 3 nodes: about 2/3 of the keys).
-    let s: serde_json::Value = c
-        .http
-        .get(format!("{}/v1/stats", c.nodes[2].base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: serde_json::Value = c.json(2, "/v1/stats").await;
     assert!(s["items"].as_u64().unwrap() > 2_500, "{s}");
 }
 
@@ -807,15 +794,7 @@ async fn snapshot_reloads_after_restart_and_corrupt_snapshot_is_skipped() {
     std::fs::write(&snap, &bytes).unwrap();
     c.start(0, &flags);
     c.wait_ready(0).await;
-    let s: serde_json::Value = c
-        .http
-        .get(format!("{}/v1/stats", c.nodes[0].base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: serde_json::Value = c.json(0, "/v1/stats").await;
     assert_eq!(s["items"], 0, "a corrupt snapshot must not be loaded");
     let log = std::fs::read_to_string(c.dir.join("rc-0.log")).unwrap();
     assert!(
@@ -825,15 +804,7 @@ async fn snapshot_reloads_after_restart_and_corrupt_snapshot_is_skipped() {
 }
 
 async fn epoch_of(c: &Cluster, i: usize) -> u64 {
-    let v: serde_json::Value = c
-        .http
-        .get(format!("{}/v1/ring", c.nodes[i].base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = c.json(i, "/v1/ring").await;
     v["epoch"].as_u64().unwrap()
 }
 
@@ -902,15 +873,7 @@ async fn ring_file_swapped_by_symlink_is_picked_up_and_peers_spread_newer_epochs
 async fn total_items(c: &Cluster) -> u64 {
     let mut total = 0;
     for &i in &c.running() {
-        let s: serde_json::Value = c
-            .http
-            .get(format!("{}/v1/stats", c.nodes[i].base()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s: serde_json::Value = c.json(i, "/v1/stats").await;
         total += s["items"].as_u64().unwrap();
     }
     total
@@ -1031,15 +994,7 @@ async fn pulling_one_large_partition_keeps_memory_flat() {
     c.set_ring(pending).await;
     c.wait_migrations(&[1], 3).await;
 
-    let stats: serde_json::Value = c
-        .http
-        .get(format!("{}/v1/stats", c.nodes[1].base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: serde_json::Value = c.json(1, "/v1/stats").await;
     assert_eq!(stats["items"], KEYS as u64, "every key was pulled");
     let peak: Vec<u64> = pids
         .iter()
@@ -1095,17 +1050,6 @@ async fn held_replica() -> (String, Arc<tokio::sync::Notify>) {
     (addr, release)
 }
 
-async fn healthz(c: &Cluster, i: usize) -> serde_json::Value {
-    c.http
-        .get(format!("{}/healthz", c.nodes[i].base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
     // rc-0 coordinates a write under epoch 1 whose replica write to the stand-in member is held.
@@ -1148,7 +1092,7 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
         .unwrap();
     assert_eq!(r.status(), 204, "acknowledged at once (consistency one)");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while healthz(&c, 0).await["oldestWriteEpoch"] != 1 {
+    while c.json(0, "/healthz").await["oldestWriteEpoch"] != 1 {
         assert!(
             Instant::now() < deadline,
             "rc-0 never reported the held write"
@@ -1164,7 +1108,7 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
     }
     pending.pending = Some(Pending { table: target });
     c.set_ring(pending).await;
-    let h = healthz(&c, 0).await;
+    let h = c.json(0, "/healthz").await;
     assert_eq!(
         (h["epoch"].clone(), h["oldestWriteEpoch"].clone()),
         (2.into(), 1.into())
@@ -1174,16 +1118,7 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
     let rc0 = c.nodes[0].addr.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m: serde_json::Value = c
-            .http
-            .get(format!("{}/internal/v1/migration", c.nodes[1].base()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m: serde_json::Value = c.json(1, "/internal/v1/migration").await;
         assert_ne!(
             m["done"], true,
             "pull finished before the old-ring write did: {m}"
@@ -1202,7 +1137,7 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
     release.notify_waiters();
     // The queue may retry after a hop timeout; keep releasing until the write is done.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while healthz(&c, 0).await["oldestWriteEpoch"] != serde_json::Value::Null {
+    while c.json(0, "/healthz").await["oldestWriteEpoch"] != serde_json::Value::Null {
         assert!(Instant::now() < deadline, "held write never finished");
         release.notify_waiters();
         tokio::time::sleep(Duration::from_millis(20)).await;
