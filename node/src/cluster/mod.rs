@@ -110,7 +110,10 @@ fn require_ring(s: &SharedState, view: &RingView) -> Result<(), ApiError> {
 
 /// Reads `key`: locally when this node serves reads for its partition, otherwise from a live
 /// owner (one hop, failover to the next on connection errors and 5xx).
-pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option<Bytes>, ApiError> {
+///
+/// `forwarded`: the request came from a peer and must not be forwarded again. Reads need nothing
+/// else of the origin: the owner is asked with the internal token, not the client's.
+pub async fn read(s: &SharedState, key: &[u8], forwarded: bool) -> Result<Option<Bytes>, ApiError> {
     let p = s.engine.partition_of(key);
     let now = s.clock.now_ms();
     let view = s.ring.get();
@@ -118,7 +121,7 @@ pub async fn read(s: &SharedState, key: &[u8], origin: &Origin) -> Result<Option
     if view.serves_read(p) {
         return Ok(s.engine.get(key, now));
     }
-    if origin.forwarded {
+    if forwarded {
         // Our ring and the sender's disagree; answer with what we have rather than bounce.
         return match s.engine.get(key, now) {
             Some(v) => Ok(Some(v)),

@@ -145,7 +145,7 @@ async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<OpResult, Ap
     match op {
         Op::Get { key } => {
             let k = keys::check_key(&key)?;
-            Ok(match cluster::read(s, k, origin).await? {
+            Ok(match cluster::read(s, k, origin.forwarded).await? {
                 Some(v) => OpResult::found(&v),
                 None => OpResult::error(ApiError::not_found("key not found")),
             })
