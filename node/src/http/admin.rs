@@ -21,32 +21,18 @@ pub async fn ring(State(s): State<SharedState>) -> Response {
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub node_id: String,
-    pub items: u64,
-    pub tombstones: u64,
-    pub bytes: u64,
-    pub max_memory: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub evictions: u64,
-    pub expired: u64,
+    #[serde(flatten)]
+    pub engine: crate::engine::EngineStats,
     pub partitions_owned: u64,
     pub epoch: u64,
     pub ready: bool,
 }
 
 pub fn stats_of(s: &SharedState) -> Stats {
-    let e = s.engine.stats();
     let view = s.ring.get();
     Stats {
         node_id: s.ring.node_id().to_string(),
-        items: e.items,
-        tombstones: e.tombstones,
-        bytes: e.bytes,
-        max_memory: e.max_memory,
-        hits: e.hits,
-        misses: e.misses,
-        evictions: e.evictions,
-        expired: e.expired,
+        engine: s.engine.stats(),
         partitions_owned: view.partitions_owned() as u64,
         epoch: view.epoch(),
         ready: s.ready.load(Ordering::Acquire),
@@ -82,14 +68,14 @@ pub async fn readyz(State(s): State<SharedState>) -> Result<Json<serde_json::Val
 pub async fn metrics(State(s): State<SharedState>) -> Response {
     let st = stats_of(&s);
     let snap = crate::metrics::Snapshot {
-        hits: st.hits,
-        misses: st.misses,
-        items: st.items,
-        tombstones: st.tombstones,
-        bytes: st.bytes,
-        max_memory: st.max_memory,
-        evictions: st.evictions,
-        expired: st.expired,
+        hits: st.engine.hits,
+        misses: st.engine.misses,
+        items: st.engine.items,
+        tombstones: st.engine.tombstones,
+        bytes: st.engine.bytes,
+        max_memory: st.engine.max_memory,
+        evictions: st.engine.evictions,
+        expired: st.engine.expired,
         epoch: st.epoch,
         partitions_owned: st.partitions_owned,
         ready: st.ready,
