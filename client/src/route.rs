@@ -64,6 +64,7 @@ mod tests {
                     id: format!("m-{i}"),
                     addr: format!("127.0.0.1:{}", 7000 + i),
                     state,
+                    incarnation: None,
                 })
                 .collect(),
             table,

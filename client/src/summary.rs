@@ -313,6 +313,7 @@ mod tests {
             id: id.into(),
             addr: addr.into(),
             state,
+            incarnation: None,
         }
     }
 

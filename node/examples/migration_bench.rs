@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         id: ids[i].clone(),
         addr: addrs[i].clone(),
         state,
+        incarnation: None,
     };
     let table = to_index(&rebalance(&[], &ids[..3], P, 2)?, &ids);
     let mut ring = RingDoc {

@@ -16,13 +16,15 @@ pub enum Route {
     Readyz,
     Metrics,
     InternalRing,
+    InternalRingGet,
+    InternalGet,
     InternalMigration,
     InternalPartition,
     InternalReplicate,
     Other,
 }
 
-const ROUTES: [(Route, &str, &str); 14] = [
+const ROUTES: [(Route, &str, &str); 16] = [
     (Route::KeyGet, "GET", "/v1/keys/{key}"),
     (Route::KeyPut, "PUT", "/v1/keys/{key}"),
     (Route::KeyDelete, "DELETE", "/v1/keys/{key}"),
@@ -33,6 +35,8 @@ const ROUTES: [(Route, &str, &str); 14] = [
     (Route::Readyz, "GET", "/readyz"),
     (Route::Metrics, "GET", "/metrics"),
     (Route::InternalRing, "PUT", "/internal/v1/ring"),
+    (Route::InternalRingGet, "GET", "/internal/v1/ring"),
+    (Route::InternalGet, "POST", "/internal/v1/get"),
     (Route::InternalMigration, "GET", "/internal/v1/migration"),
     (
         Route::InternalPartition,
@@ -101,6 +105,9 @@ pub struct Metrics {
     pub migration_partitions: AtomicU64,
     pub migration_keys: AtomicU64,
     pub migration_bytes: AtomicU64,
+    pub partitions_lost: AtomicU64,
+    pub stale_replicas_marked: AtomicU64,
+    pub ring_conflicts: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -123,6 +130,11 @@ pub struct Snapshot {
     pub epoch: u64,
     pub partitions_owned: u64,
     pub ready: bool,
+    /// Partitions this node recorded lost in the current ring.
+    pub unrecoverable: u64,
+    /// Partitions whose first serving owner is this node and which have fewer serving owners
+    /// than owners (summed over nodes: the cluster's under-replicated partitions).
+    pub under_replicated: u64,
 }
 
 impl Metrics {
@@ -140,6 +152,9 @@ impl Metrics {
             migration_partitions: AtomicU64::new(0),
             migration_keys: AtomicU64::new(0),
             migration_bytes: AtomicU64::new(0),
+            partitions_lost: AtomicU64::new(0),
+            stale_replicas_marked: AtomicU64::new(0),
+            ring_conflicts: AtomicU64::new(0),
         }
     }
 
@@ -220,7 +235,7 @@ impl Metrics {
             );
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, u64); 19] = [
+        let scalars: [(&str, &str, &str, u64); 24] = [
             (
                 "ringcache_hits_total",
                 "counter",
@@ -334,6 +349,36 @@ impl Metrics {
                 "counter",
                 "Bytes pulled by migration or recovery.",
                 load(&self.migration_bytes),
+            ),
+            (
+                "ringcache_unrecoverable_partitions",
+                "gauge",
+                "Partitions recorded lost here: no complete copy was left to pull.",
+                snap.unrecoverable,
+            ),
+            (
+                "ringcache_partitions_lost_total",
+                "counter",
+                "Partitions this process recorded lost.",
+                load(&self.partitions_lost),
+            ),
+            (
+                "ringcache_under_replicated_partitions",
+                "gauge",
+                "Partitions this node is the first serving owner of that lack a serving replica.",
+                snap.under_replicated,
+            ),
+            (
+                "ringcache_stale_replicas_total",
+                "counter",
+                "Owners recorded as missing an acknowledged replica write.",
+                load(&self.stale_replicas_marked),
+            ),
+            (
+                "ringcache_ring_conflicts_total",
+                "counter",
+                "Ring documents refused for differing from the current one at the same epoch.",
+                load(&self.ring_conflicts),
             ),
         ];
         for (name, kind, help, v) in scalars {

@@ -2,19 +2,18 @@
 //! graceful shutdown.
 
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::migration::MigrationStatus;
+use crate::cluster::completeness::Completeness;
 use crate::cluster::peer::Peers;
 use crate::cluster::replication::Replicator;
 use crate::config::NodeConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::{AppState, SharedState, router};
 use crate::metrics::Metrics;
-use crate::ring_state::{RingState, RingUpdate};
+use crate::ring_state::RingState;
 use anyhow::Context;
 use ringcache_ring::RingDoc;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -53,7 +52,10 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
     if !loaded {
         tracing::info!("waiting for a valid ring file");
     }
-    let ring = RingState::new(doc, &cfg.node_id);
+    let incarnation = new_incarnation();
+    tracing::info!(%incarnation, "incarnation of this process");
+    let completeness = Arc::new(Completeness::new(doc.partitions, &incarnation));
+    let ring = RingState::new(doc, &cfg.node_id, completeness);
     let peers = Peers::new(cfg.internal_token.clone());
     let metrics = Arc::new(Metrics::new());
     Arc::new(AppState {
@@ -64,15 +66,13 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
         max_value_size: cfg.max_value_size,
         auth_token: cfg.auth_token.clone(),
         internal_token: cfg.internal_token.clone(),
-        // With a ring file the node is ready only after its recovery pull (migration task).
-        ready: AtomicBool::new(cfg.ring_file.is_none()),
         writes: Arc::default(),
         expects_ring: cfg.ring_file.is_some(),
         ring_changed: tokio::sync::Notify::new(),
         replication: Replicator::start(peers.clone(), metrics.clone()),
         peers,
         write_consistency: cfg.write_consistency,
-        migration: parking_lot::Mutex::new(MigrationStatus::default()),
+        progress: parking_lot::Mutex::default(),
         learning_epoch: std::sync::atomic::AtomicU64::new(0),
     })
 }
@@ -104,11 +104,23 @@ pub fn spawn_background(state: &SharedState, cfg: &NodeConfig) {
     if let Some(path) = cfg.ring_file.clone() {
         tokio::spawn(poll_ring_file(state.clone(), path));
     }
-    // A node started from a ring file recovers the partitions it owns before it turns ready.
-    tokio::spawn(crate::cluster::migration::run(
-        state.clone(),
-        cfg.ring_file.is_some(),
-    ));
+    // Pulls whatever this process does not hold completely, for its life (recovery at start,
+    // migrations, re-copies after being down).
+    tokio::spawn(crate::cluster::migration::run(state.clone()));
+}
+
+/// A fresh id per process start (DESIGN.md "incarnation"): 64 random bits from the OS-seeded
+/// hasher keys, mixed with the start time and pid so that two starts never share one.
+pub fn new_incarnation() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 async fn poll_ring_file(s: SharedState, path: PathBuf) {
@@ -126,13 +138,8 @@ async fn poll_ring_file(s: SharedState, path: PathBuf) {
         if last.as_deref() == Some(&bytes[..]) {
             continue;
         }
-        match s.ring.update_json(&bytes) {
-            Ok(RingUpdate::Accepted) => {
-                tracing::info!(epoch = s.ring.epoch(), "ring accepted from file");
-                s.ring_changed.notify_waiters();
-            }
-            Ok(RingUpdate::SameEpoch) => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ring file refused"),
+        if let Err(e) = crate::cluster::install_ring(&s, &bytes, "file") {
+            tracing::warn!(path = %path.display(), error = %e, "ring file refused");
         }
         last = Some(bytes);
     }
@@ -216,6 +223,27 @@ pub async fn serve_router(
     }
 }
 
+/// How long a stopping node waits for its replica writes to reach the other owners (within the
+/// pod's 30 s termination grace).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits until no write this node coordinated is still on its way to another owner (quorum
+/// stragglers, the asynchronous queue of `one`): the writes it acknowledged must not leave with
+/// the process.
+pub async fn drain_replication(s: &SharedState, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while s.writes.oldest().is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!(
+                "replica writes still pending at shutdown; their owners are reported stale"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!("replica writes drained");
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let term = async {
@@ -265,6 +293,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     }
     spawn_background(&state, &cfg);
     serve(listener, state.clone(), shutdown_signal()).await;
+    drain_replication(&state, DRAIN_TIMEOUT).await;
     if let Some(dir) = &cfg.data_dir {
         save_snapshot(&state, dir).await;
         tracing::info!(dir = %dir.display(), "final snapshot written");

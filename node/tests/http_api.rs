@@ -420,6 +420,7 @@ fn two_member_ring(epoch: u64) -> RingDoc {
         id: "node-1".into(),
         addr: "127.0.0.2:7070".into(),
         state: MemberState::Up,
+        incarnation: None,
     });
     d
 }

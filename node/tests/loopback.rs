@@ -2,304 +2,12 @@
 //! operator drives them (ring files written, rings pushed to `PUT /internal/v1/ring`), with a
 //! checker that records every acknowledged write and verifies it afterwards.
 
-use futures_util::StreamExt;
-use ringcache_ring::{
-    Member, MemberState, PartitionMove, Pending, RingDoc, Table, diff, rebalance,
-};
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::sync::Arc;
+mod support;
+
+use ringcache_ring::{Member, MemberState, Pending, RingDoc, rebalance};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "loopback-internal-token";
-const PARTITIONS: u32 = 64;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-struct Node {
-    id: String,
-    addr: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-struct Cluster {
-    dir: PathBuf,
-    nodes: Vec<Node>,
-    ring: RingDoc,
-    http: reqwest::Client,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(c) = n.child.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Cluster {
-    /// `n` node slots (ids `rc-0`…), none started; ring with the first `members` as `up`.
-    fn new(name: &str, n: usize) -> Cluster {
-        let dir =
-            std::env::temp_dir().join(format!("ringcache-loopback-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("token"), TOKEN).unwrap();
-        let nodes = (0..n)
-            .map(|i| Node {
-                id: format!("rc-{i}"),
-                addr: format!("127.0.0.{}:{}", i + 2, free_port()),
-                child: None,
-            })
-            .collect();
-        Cluster {
-            dir,
-            nodes,
-            ring: RingDoc::single_node("placeholder", "127.0.0.1:1", PARTITIONS),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn member(&self, i: usize, state: MemberState) -> Member {
-        Member {
-            id: self.nodes[i].id.clone(),
-            addr: self.nodes[i].addr.clone(),
-            state,
-        }
-    }
-
-    /// A ring over `members` (node indices) with a fresh balanced table.
-    fn fresh_ring(&self, members: &[usize], rf: u32, epoch: u64) -> RingDoc {
-        let ids: Vec<String> = members.iter().map(|&i| self.nodes[i].id.clone()).collect();
-        let table = rebalance(&[], &ids, PARTITIONS, rf).unwrap();
-        RingDoc {
-            version: 1,
-            epoch,
-            partitions: PARTITIONS,
-            replication_factor: rf,
-            hash: "xxh3_64".into(),
-            members: members
-                .iter()
-                .map(|&i| self.member(i, MemberState::Up))
-                .collect(),
-            table: to_index(&table, &ids),
-            pending: None,
-        }
-    }
-
-    fn ring_path(&self) -> PathBuf {
-        self.dir.join("ring.json")
-    }
-
-    fn write_ring_file(&self) {
-        let tmp = self.dir.join("ring.json.tmp");
-        std::fs::write(&tmp, self.ring.to_json_pretty()).unwrap();
-        std::fs::rename(&tmp, self.ring_path()).unwrap();
-    }
-
-    fn start(&mut self, i: usize, extra: &[&str]) {
-        let node = &self.nodes[i];
-        let log = std::fs::File::create(self.dir.join(format!("{}.log", node.id))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
-            .args(["--listen", &node.addr, "--node-id", &node.id])
-            .arg("--ring-file")
-            .arg(self.ring_path())
-            .arg("--internal-token-file")
-            .arg(self.dir.join("token"))
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.nodes[i].child = Some(child);
-    }
-
-    fn kill9(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-
-    async fn wait_ready(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("{}/readyz", self.nodes[i].base());
-        loop {
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready in time",
-                self.nodes[i].id
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Installs `ring`: ring file first, then a push to every running node, like the operator.
-    async fn set_ring(&mut self, ring: RingDoc) {
-        self.ring = ring;
-        self.write_ring_file();
-        let body = self.ring.to_json_pretty();
-        for n in &self.nodes {
-            if n.child.is_none() {
-                continue;
-            }
-            let r = self
-                .http
-                .put(format!("{}/internal/v1/ring", n.base()))
-                .bearer_auth(TOKEN)
-                .body(body.clone())
-                .send()
-                .await;
-            if let Ok(r) = r {
-                assert_eq!(r.status(), 204, "ring push to {}", n.id);
-            }
-        }
-    }
-
-    async fn migration_done(&self, i: usize, epoch: u64) -> bool {
-        let Ok(r) = self
-            .http
-            .get(format!("{}/internal/v1/migration", self.nodes[i].base()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-        else {
-            return false;
-        };
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        v["epoch"] == epoch && v["done"] == true
-    }
-
-    async fn wait_migrations(&self, nodes: &[usize], epoch: u64) {
-        let deadline = Instant::now() + Duration::from_secs(45);
-        for &i in nodes {
-            while !self.migration_done(i, epoch).await {
-                assert!(
-                    Instant::now() < deadline,
-                    "{} migration for epoch {epoch} not done",
-                    self.nodes[i].id
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-
-    /// `GET path` on node `i`, as JSON (with the internal token; public routes ignore it).
-    async fn json(&self, i: usize, path: &str) -> serde_json::Value {
-        self.http
-            .get(format!("{}{path}", self.nodes[i].base()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].child.is_some())
-            .collect()
-    }
-}
-
-fn to_index(table: &[Vec<String>], ids: &[String]) -> Table {
-    table
-        .iter()
-        .map(|owners| {
-            owners
-                .iter()
-                .map(|o| ids.iter().position(|i| i == o).unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
-
-/// Records acknowledged writes: key → value (None = deleted).
-#[derive(Default, Clone)]
-struct Checker {
-    acked: Arc<parking_lot::Mutex<HashMap<String, String>>>,
-}
-
-impl Checker {
-    async fn put(&self, http: &reqwest::Client, base: &str, key: &str, value: &str) -> bool {
-        let ok = http
-            .put(format!("{base}/v1/keys/{key}"))
-            .body(value.to_string())
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 204);
-        if ok {
-            self.acked.lock().insert(key.to_string(), value.to_string());
-        }
-        ok
-    }
-
-    /// Every acknowledged write is readable with its value through `base`; returns misses.
-    async fn verify(&self, http: &reqwest::Client, base: &str) -> Vec<String> {
-        let all: Vec<(String, String)> = self
-            .acked
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        futures_util::stream::iter(all)
-            .map(|(k, v)| async move {
-                let got = match http.get(format!("{base}/v1/keys/{k}")).send().await {
-                    Ok(r) if r.status() == 200 => r.text().await.ok(),
-                    _ => None,
-                };
-                (got.as_deref() != Some(v.as_str())).then(|| format!("{k}: want {v}, got {got:?}"))
-            })
-            .buffer_unordered(32)
-            .filter_map(|x| async move { x })
-            .collect::<Vec<_>>()
-            .await
-    }
-}
-
-async fn write_keys(c: &Cluster, checker: &Checker, prefix: &str, n: usize) {
-    let bases: Vec<String> = c.running().iter().map(|&i| c.nodes[i].base()).collect();
-    let failures = futures_util::stream::iter(0..n)
-        .map(|i| {
-            let base = bases[i % bases.len()].clone();
-            let http = c.http.clone();
-            let checker = checker.clone();
-            let key = format!("{prefix}-{i}");
-            async move { checker.put(&http, &base, &key, &format!("v-{key}")).await }
-        })
-        .buffer_unordered(32)
-        .filter(|ok| futures_util::future::ready(!ok))
-        .count()
-        .await;
-    assert_eq!(failures, 0, "writes failed on a healthy cluster");
-}
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_rf2_keys_readable_through_every_node() {
@@ -361,125 +69,6 @@ async fn three_nodes_rf2_keys_readable_through_every_node() {
         total += c.json(i, "/v1/stats").await["items"].as_u64().unwrap();
     }
     assert_eq!(total, 40_000);
-}
-
-/// Client traffic kept running while a ring change is in flight, so the tests see what
-/// clients would: writes acknowledged mid-migration and reads of keys that existed before.
-struct Load {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    read_misses: Arc<std::sync::atomic::AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    /// Four writers of new `during-…` keys (value `value`) and, unless `pre` is empty, two
-    /// readers of `pre`; all go through `through` only, the nodes that stay members throughout.
-    fn start(
-        c: &Cluster,
-        checker: &Checker,
-        through: &[usize],
-        value: &'static str,
-        pre: &[String],
-    ) -> Load {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let read_misses = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let bases: Vec<String> = through.iter().map(|&i| c.nodes[i].base()).collect();
-        let mut tasks = Vec::new();
-        for w in 0..4 {
-            let (stop, http, checker, bases) =
-                (stop.clone(), c.http.clone(), checker.clone(), bases.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let key = format!("during-{w}-{i}");
-                    checker
-                        .put(&http, &bases[i % bases.len()], &key, value)
-                        .await;
-                    i += 1;
-                }
-            }));
-        }
-        let readers = if pre.is_empty() { 0 } else { 2 };
-        for r in 0..readers {
-            let (stop, http, misses, pre, bases) = (
-                stop.clone(),
-                c.http.clone(),
-                read_misses.clone(),
-                pre.to_vec(),
-                bases.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut i = r;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let k = &pre[i % pre.len()];
-                    let ok = http
-                        .get(format!("{}/v1/keys/{k}", bases[i % bases.len()]))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status() == 200);
-                    if !ok {
-                        misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    i += 7;
-                }
-            }));
-        }
-        Load {
-            stop,
-            read_misses,
-            tasks,
-        }
-    }
-
-    /// Stops every task and waits for it, so the checker holds every acknowledged write
-    /// before it is verified; returns how many reads missed.
-    async fn stop(self) -> u64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        self.read_misses.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// Pushes `pending` (whose pending table is `target`); returns the planned moves and the
-/// nodes that gain partitions, which are the ones whose migration must finish.
-async fn push_pending(
-    c: &mut Cluster,
-    pending: &RingDoc,
-    target: &Table,
-) -> (Vec<PartitionMove>, Vec<usize>) {
-    c.set_ring(pending.clone()).await;
-    let moves = diff(&pending.table, target);
-    let mut gainers: Vec<usize> = moves
-        .iter()
-        .flat_map(|m| m.gained.iter().map(|&g| g as usize))
-        .collect();
-    gainers.sort_unstable();
-    gainers.dedup();
-    (moves, gainers)
-}
-
-/// `pending` with its pending table made current at `epoch`; member states are the caller's.
-fn commit_pending(pending: &RingDoc, target: Table, epoch: u64) -> RingDoc {
-    let mut committed = pending.clone();
-    committed.epoch = epoch;
-    committed.table = target;
-    committed.pending = None;
-    committed
-}
-
-async fn assert_nothing_lost(c: &Cluster, checker: &Checker, through: std::ops::Range<usize>) {
-    for i in through {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "through {}: {} lost, e.g. {:?}",
-            c.nodes[i].id,
-            bad.len(),
-            &bad[..bad.len().min(3)]
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,9 +183,10 @@ async fn kill_9_then_restart_recovers_without_losing_acknowledged_writes() {
     down.members[2].state = MemberState::Down;
     c.set_ring(down.clone()).await;
     write_keys(&c, &checker, "b", 2_000).await;
-    // Restart: it recovers from co-owners before it is ready.
+    // Restart: a member the ring marks down is not ready; it recovers once marked recovering.
     c.start(2, &[]);
-    c.wait_ready(2).await;
+    c.wait_alive(2).await;
+    assert_eq!(c.status(2, "/readyz").await, 503, "down member ready");
     let mut recovering = down.clone();
     recovering.epoch = 3;
     recovering.members[2].state = MemberState::Recovering;
@@ -803,24 +393,6 @@ async fn snapshot_reloads_after_restart_and_corrupt_snapshot_is_skipped() {
     );
 }
 
-async fn epoch_of(c: &Cluster, i: usize) -> u64 {
-    let v: serde_json::Value = c.json(i, "/v1/ring").await;
-    v["epoch"].as_u64().unwrap()
-}
-
-async fn wait_epoch(c: &Cluster, i: usize, epoch: u64, within: Duration) -> Duration {
-    let start = Instant::now();
-    while epoch_of(c, i).await != epoch {
-        assert!(
-            start.elapsed() < within,
-            "{} did not reach epoch {epoch} within {within:?}",
-            c.nodes[i].id
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_file_swapped_by_symlink_is_picked_up_and_peers_spread_newer_epochs() {
     let mut c = Cluster::new("epochs", 2);
@@ -870,15 +442,6 @@ async fn ring_file_swapped_by_symlink_is_picked_up_and_peers_spread_newer_epochs
     wait_epoch(&c, 1, 3, Duration::from_secs(1)).await;
 }
 
-async fn total_items(c: &Cluster) -> u64 {
-    let mut total = 0;
-    for &i in &c.running() {
-        let s: serde_json::Value = c.json(i, "/v1/stats").await;
-        total += s["items"].as_u64().unwrap();
-    }
-    total
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_consistency_one_replicates_asynchronously_to_every_owner() {
     let mut c = Cluster::new("one", 3);
@@ -913,22 +476,6 @@ async fn write_consistency_one_replicates_asynchronously_to_every_owner() {
     for i in 0..3 {
         assert!(checker.verify(&c.http, &c.nodes[i].base()).await.is_empty());
     }
-}
-
-/// A `/proc/PID/status` field in KiB (VmRSS, VmHWM).
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// Restarts the peak-RSS counter (VmHWM) of `pid` at its current RSS.
-fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
-        .unwrap_or_else(|e| panic!("cannot reset the peak RSS of {pid}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1017,39 +564,6 @@ async fn pulling_one_large_partition_keeps_memory_flat() {
     );
 }
 
-/// A stand-in ring member at `127.0.0.1:PORT`: its `/healthz` says it is settled on a far-future
-/// epoch, its partitions are empty, and its `POST /internal/v1/apply` answers only once `release`
-/// is notified.
-async fn held_replica() -> (String, Arc<tokio::sync::Notify>) {
-    use axum::routing::{get, post};
-    let release = Arc::new(tokio::sync::Notify::new());
-    let r = release.clone();
-    let app = axum::Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok", "epoch": 99})) }),
-        )
-        // An empty record stream: just the trailer (`u32 0 | u64 0`).
-        .route(
-            "/internal/v1/partitions/{p}",
-            get(|| async { vec![0u8; 12] }),
-        )
-        .route(
-            "/internal/v1/apply",
-            post(move || {
-                let r = r.clone();
-                async move {
-                    r.notified().await;
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, release)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
     // rc-0 coordinates a write under epoch 1 whose replica write to the stand-in member is held.
@@ -1061,6 +575,7 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
         id: id.into(),
         addr: addr.into(),
         state,
+        incarnation: None,
     };
     c.ring = RingDoc {
         version: 1,

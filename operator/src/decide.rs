@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use ringcache_ring::{Member, MemberState, RingDoc};
 
 use crate::build::Names;
-use crate::members::{self, Transition, addr_of};
-use crate::observed::{MigrationReport, PodObs};
+use crate::members::{self, Loss, Transition, addr_of};
+use crate::observed::{MigrationReport, PodObs, StsObs};
 use crate::ringdoc::{self, RingBuildError};
 use crate::types::CacheClusterSpec;
 use crate::validate::{SpecError, validate};
@@ -20,8 +20,10 @@ pub struct Inputs<'a> {
     pub ring: Option<&'a RingDoc>,
     /// Pods of the cluster by name.
     pub pods: &'a BTreeMap<String, PodObs>,
-    /// Migration reports by member id (only from nodes that answered).
+    /// Migration reports by pod name (only from nodes that answered).
     pub reports: &'a BTreeMap<String, MigrationReport>,
+    /// The StatefulSet as last observed (None: not created yet).
+    pub sts: Option<&'a StsObs>,
 }
 
 /// Migration progress summed over the target owners, for `status.migration`.
@@ -43,10 +45,12 @@ pub enum Action {
     Invalid(SpecError),
     /// No ring yet: write the first one (all members down until their pods are ready).
     CreateRing(RingDoc),
-    /// Member states or addresses changed (failure, recovery, new pod IPs).
+    /// Member states, addresses or incarnations changed (failure, restart, recovery, new pod
+    /// IPs). `losses`: recoveries that finished without a complete copy of some partitions.
     UpdateMembers {
         ring: RingDoc,
         transitions: Vec<Transition>,
+        losses: Vec<Loss>,
     },
     /// New pods (scale-up) are not ready yet.
     WaitPods { waiting: Vec<String> },
@@ -66,8 +70,46 @@ pub enum Action {
         from_replicas: u32,
         to_replicas: u32,
     },
+    /// Pods of an older StatefulSet revision remain and every partition has all its replicas
+    /// up: delete this one (the highest ordinal) so the StatefulSet recreates it.
+    RestartPod {
+        pod: String,
+        revision: String,
+        /// Member pods already at `revision`, and all member pods.
+        updated: u32,
+        total: u32,
+    },
+    /// Pods of an older revision remain, but the next restart waits for these members (not up,
+    /// not ready, restarted, stale, or not answering).
+    WaitRollout {
+        waiting: Vec<String>,
+        updated: u32,
+        total: u32,
+    },
+    /// Pods of an older revision remain and restarting one would lose data.
+    RolloutBlocked { reason: String },
     /// Nothing to do.
     Steady,
+}
+
+impl Action {
+    /// Short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Invalid(_) => "invalid",
+            Action::CreateRing(_) => "create-ring",
+            Action::UpdateMembers { .. } => "update-members",
+            Action::WaitPods { .. } => "wait-pods",
+            Action::WaitMembers { .. } => "wait-members",
+            Action::StartMigration { .. } => "start-migration",
+            Action::WaitMigration(_) => "wait-migration",
+            Action::Commit { .. } => "commit",
+            Action::RestartPod { .. } => "restart-pod",
+            Action::WaitRollout { .. } => "wait-rollout",
+            Action::RolloutBlocked { .. } => "rollout-blocked",
+            Action::Steady => "steady",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +164,7 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
         return decision(Action::UpdateMembers {
             ring: ringdoc::with_members(ring, update.members)?,
             transitions: update.transitions,
+            losses: update.losses,
         });
     }
 
@@ -149,8 +192,14 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
             }
         }
         if progress.waiting_for.is_empty() {
+            // Joining members become `up`: record the incarnations whose pulls are done.
+            let incarnations: BTreeMap<String, String> = inp
+                .reports
+                .iter()
+                .filter_map(|(id, r)| Some((id.clone(), r.incarnation.clone()?)))
+                .collect();
             return decision(Action::Commit {
-                ring: ringdoc::commit(ring)?,
+                ring: ringdoc::commit(ring, &incarnations)?,
                 from_replicas,
                 to_replicas,
             });
@@ -159,7 +208,7 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
     }
 
     if desired == current && rf == ring.replication_factor {
-        return decision(Action::Steady);
+        return decision(rollout(inp, ring, spec.persistence));
     }
 
     let not_up: Vec<String> = ring
@@ -182,6 +231,7 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
                 id,
                 addr: addr_of(pod.ip.as_deref().unwrap_or_default()),
                 state: MemberState::Joining,
+                incarnation: None,
             }),
             None => waiting.push(id),
         }
@@ -195,6 +245,79 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
         from_replicas: current,
         to_replicas: desired,
     })
+}
+
+/// The next step of an operator-driven rollout (StatefulSet `updateStrategy: OnDelete`): pods
+/// whose revision is not the StatefulSet's update revision are restarted one at a time, highest
+/// ordinal first, and only while every member is up, ready and vouched for, no node reports a
+/// stale replica, and every node answered. A restarted member must be back `up` (recovered,
+/// with the new pod's incarnation) before the next goes.
+fn rollout(inp: &Inputs<'_>, ring: &RingDoc, persistence: bool) -> Action {
+    let Some(target) = inp.sts.and_then(|s| s.update_revision.clone()) else {
+        return Action::Steady;
+    };
+    let member_pods: Vec<(&Member, Option<&PodObs>)> = ring
+        .members
+        .iter()
+        .map(|m| (m, inp.pods.get(&m.id)))
+        .collect();
+    let outdated: Vec<&str> = member_pods
+        .iter()
+        .filter(|(_, p)| {
+            p.and_then(|p| p.revision.as_deref())
+                .is_some_and(|r| r != target)
+        })
+        .map(|(m, _)| m.id.as_str())
+        .collect();
+    let total = member_pods.len() as u32;
+    let updated = member_pods
+        .iter()
+        .filter(|(_, p)| p.and_then(|p| p.revision.as_deref()) == Some(target.as_str()))
+        .count() as u32;
+    if outdated.is_empty() {
+        return Action::Steady;
+    }
+    if ring.replication_factor < 2 && !persistence {
+        return Action::RolloutBlocked {
+            reason: format!(
+                "{} pods run an older template, but with replicationFactor 1 and no persistence \
+                 restarting one loses its keys; raise replicationFactor to 2 (or enable \
+                 persistence), or delete the pods yourself to accept the loss",
+                outdated.len()
+            ),
+        };
+    }
+    let stale = members::stale_members(inp.reports);
+    let waiting: Vec<String> = member_pods
+        .iter()
+        .filter(|(m, p)| {
+            let report = inp.reports.get(&m.id);
+            m.state != MemberState::Up
+                || !p.is_some_and(PodObs::is_live)
+                || !report.is_some_and(|r| r.done_for(ring.epoch))
+                || report.and_then(|r| r.incarnation.as_ref()) != m.incarnation.as_ref()
+                || stale.contains(&m.id)
+        })
+        .map(|(m, _)| m.id.clone())
+        .collect();
+    if !waiting.is_empty() {
+        return Action::WaitRollout {
+            waiting,
+            updated,
+            total,
+        };
+    }
+    let pod = outdated
+        .iter()
+        .max_by_key(|id| inp.names.ordinal_of(id))
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    Action::RestartPod {
+        pod,
+        revision: target,
+        updated,
+        total,
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +334,8 @@ mod tests {
         pods: Vec<(u32, bool)>,
         /// (ordinal, epoch, done)
         reports: Vec<(u32, u64, bool)>,
+        /// Ordinals whose pod runs an older StatefulSet revision.
+        outdated: Vec<u32>,
     }
 
     fn names() -> Names {
@@ -228,6 +353,10 @@ mod tests {
         for (i, m) in doc.members.iter_mut().enumerate() {
             m.addr = format!("10.0.0.{i}:7070");
             m.state = states.get(i).copied().unwrap_or(Up);
+            // A member that was ever up has been vouched for.
+            if m.state != Down {
+                m.incarnation = Some(format!("inc-{i}"));
+            }
         }
         doc
     }
@@ -245,6 +374,14 @@ mod tests {
                         ready,
                         ip: Some(format!("10.0.0.{i}")),
                         terminating: false,
+                        revision: Some(
+                            if case.outdated.contains(&i) {
+                                "demo-old"
+                            } else {
+                                "demo-new"
+                            }
+                            .into(),
+                        ),
                     },
                 )
             })
@@ -261,18 +398,23 @@ mod tests {
                         partitions_done: if done { 4 } else { 1 },
                         bytes: 100,
                         done,
+                        incarnation: Some(format!("inc-{i}")),
                         ..MigrationReport::default()
                     },
                 )
             })
             .collect();
         let spec = serde_json::from_str(case.spec).unwrap();
+        let sts = StsObs {
+            update_revision: Some("demo-new".into()),
+        };
         decide(&Inputs {
             names: &names(),
             spec: &spec,
             ring: case.ring.as_ref(),
             pods: &pods,
             reports: &reports,
+            sts: Some(&sts),
         })
         .unwrap()
     }
@@ -287,6 +429,7 @@ mod tests {
             ring: Some(ring(3, 2, &[])),
             pods: ready(5),
             reports: vec![],
+            outdated: vec![],
         });
         match d.action {
             Action::StartMigration { ring, .. } => ring,
@@ -300,6 +443,7 @@ mod tests {
             ring: Some(ring(5, 2, &[])),
             pods: ready(5),
             reports: vec![],
+            outdated: vec![],
         });
         match d.action {
             Action::StartMigration { ring, .. } => ring,
@@ -314,6 +458,7 @@ mod tests {
             ring: None,
             pods: vec![],
             reports: vec![],
+            outdated: vec![],
         });
         assert_eq!(d.sts_replicas, Some(3));
         let Action::CreateRing(r) = d.action else {
@@ -330,6 +475,7 @@ mod tests {
             ring: Some(ring(3, 2, &[])),
             pods: ready(3),
             reports: vec![],
+            outdated: vec![],
         });
         assert_eq!(d.sts_replicas, None);
         assert!(matches!(
@@ -345,6 +491,7 @@ mod tests {
             ring: Some(ring(3, 2, &[])),
             pods: ready(3),
             reports: vec![],
+            outdated: vec![],
         });
         assert!(matches!(
             d.action,
@@ -368,6 +515,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[])),
                     pods: ready(3),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| matches!(a, Action::Steady),
@@ -379,6 +527,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[Down, Down, Down])),
                     pods: ready(3),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| {
@@ -393,10 +542,11 @@ mod tests {
                     ring: Some(ring(3, 2, &[Up, Down, Up])),
                     pods: ready(3),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| {
-                    matches!(a, Action::UpdateMembers { ring, transitions }
+                    matches!(a, Action::UpdateMembers { ring, transitions, .. }
                     if ring.members[1].state == Recovering && transitions.len() == 1)
                 },
             ),
@@ -407,6 +557,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[Up, Recovering, Up])),
                     pods: ready(3),
                     reports: vec![(1, 10, true)],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| matches!(a, Action::UpdateMembers { ring, .. } if ring.members[1].state == Up),
@@ -418,6 +569,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[Up, Recovering, Up])),
                     pods: ready(3),
                     reports: vec![(1, 10, false)],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| matches!(a, Action::Steady),
@@ -429,10 +581,11 @@ mod tests {
                     ring: Some(ring(3, 2, &[])),
                     pods: vec![(0, true), (1, false), (2, true)],
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| {
-                    matches!(a, Action::UpdateMembers { ring, transitions }
+                    matches!(a, Action::UpdateMembers { ring, transitions, .. }
                     if ring.members[1].state == Down && transitions.len() == 1 && ring.pending.is_none())
                 },
             ),
@@ -443,6 +596,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[])),
                     pods: ready(3),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| matches!(a, Action::WaitPods { waiting } if waiting == &["demo-3", "demo-4"]),
@@ -454,6 +608,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[])),
                     pods: ready(5),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| {
@@ -468,6 +623,7 @@ mod tests {
                     ring: Some(scale_up.clone()),
                     pods: ready(5),
                     reports: vec![(3, up_epoch, true), (4, up_epoch, false)],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| {
@@ -482,6 +638,7 @@ mod tests {
                     ring: Some(scale_up.clone()),
                     pods: ready(5),
                     reports: (0..5).map(|i| (i, up_epoch - 1, true)).collect(),
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| matches!(a, Action::WaitMigration(_)),
@@ -493,6 +650,7 @@ mod tests {
                     ring: Some(scale_up.clone()),
                     pods: ready(5),
                     reports: (0..5).map(|i| (i, up_epoch, true)).collect(),
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| {
@@ -508,6 +666,7 @@ mod tests {
                     ring: Some(ring(5, 2, &[])),
                     pods: ready(5),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| {
@@ -523,6 +682,7 @@ mod tests {
                     ring: Some(scale_down.clone()),
                     pods: ready(5),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| matches!(a, Action::WaitMigration(_)),
@@ -534,6 +694,7 @@ mod tests {
                     ring: Some(scale_down.clone()),
                     pods: ready(5),
                     reports: (0..5).map(|i| (i, down_epoch, true)).collect(),
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| {
@@ -548,6 +709,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[])),
                     pods: ready(5),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| matches!(a, Action::Steady),
@@ -559,6 +721,7 @@ mod tests {
                     ring: Some(scale_up.clone()),
                     pods: ready(5),
                     reports: vec![(3, up_epoch, false)],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| matches!(a, Action::WaitMigration(p) if p.to_replicas == 5),
@@ -570,6 +733,7 @@ mod tests {
                     ring: Some(ring(5, 2, &[])),
                     pods: ready(5),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| matches!(a, Action::StartMigration { to_replicas: 2, .. }),
@@ -581,6 +745,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[Up, Down, Up])),
                     pods: vec![(0, true), (1, false), (2, true), (3, true)],
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(4),
                 |a| matches!(a, Action::WaitMembers { waiting } if waiting == &["demo-1"]),
@@ -592,6 +757,7 @@ mod tests {
                     ring: Some(ring(3, 2, &[])),
                     pods: ready(3),
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(3),
                 |a| {
@@ -606,12 +772,103 @@ mod tests {
                     ring: Some(scale_up.clone()),
                     pods: vec![(0, true), (1, true), (2, false), (3, true), (4, true)],
                     reports: vec![],
+                    outdated: vec![],
                 },
                 Some(5),
                 |a| {
                     matches!(a, Action::UpdateMembers { ring, .. }
                     if ring.members[2].state == Down && ring.pending.is_some())
                 },
+            ),
+            (
+                "rollout: every member up and answering → restart the highest outdated pod",
+                Case {
+                    spec: r#"{"replicas":3}"#,
+                    ring: Some(ring(3, 2, &[])),
+                    pods: ready(3),
+                    reports: (0..3).map(|i| (i, 10, true)).collect(),
+                    outdated: vec![0, 1, 2],
+                },
+                Some(3),
+                |a| {
+                    matches!(a, Action::RestartPod { pod, revision, updated: 0, total: 3 }
+                    if pod == "demo-2" && revision == "demo-new")
+                },
+            ),
+            (
+                "rollout: the next restart waits for a member still recovering",
+                Case {
+                    spec: r#"{"replicas":3}"#,
+                    ring: Some(ring(3, 2, &[Up, Up, Recovering])),
+                    pods: ready(3),
+                    reports: vec![(0, 10, true), (1, 10, true), (2, 10, false)],
+                    outdated: vec![0, 1],
+                },
+                Some(3),
+                |a| {
+                    matches!(a, Action::WaitRollout { waiting, updated: 1, total: 3 }
+                    if waiting == &["demo-2"])
+                },
+            ),
+            (
+                "rollout: a node that did not answer holds the next restart",
+                Case {
+                    spec: r#"{"replicas":3}"#,
+                    ring: Some(ring(3, 2, &[])),
+                    pods: ready(3),
+                    reports: vec![(0, 10, true), (1, 10, true)],
+                    outdated: vec![0, 1, 2],
+                },
+                Some(3),
+                |a| matches!(a, Action::WaitRollout { waiting, .. } if waiting == &["demo-2"]),
+            ),
+            (
+                "rollout: a pod not ready holds the next restart",
+                Case {
+                    spec: r#"{"replicas":3}"#,
+                    ring: Some(ring(3, 2, &[])),
+                    pods: vec![(0, true), (1, false), (2, true)],
+                    reports: (0..3).map(|i| (i, 10, true)).collect(),
+                    outdated: vec![0],
+                },
+                Some(3),
+                |a| matches!(a, Action::WaitRollout { waiting, .. } if waiting == &["demo-1"]),
+            ),
+            (
+                "rollout: replicationFactor 1 without persistence would lose keys: blocked",
+                Case {
+                    spec: r#"{"replicas":3,"replicationFactor":1}"#,
+                    ring: Some(ring(3, 1, &[])),
+                    pods: ready(3),
+                    reports: (0..3).map(|i| (i, 10, true)).collect(),
+                    outdated: vec![2],
+                },
+                Some(3),
+                |a| matches!(a, Action::RolloutBlocked { reason } if reason.contains("replicationFactor 1")),
+            ),
+            (
+                "rollout: replicationFactor 1 with persistence restarts",
+                Case {
+                    spec: r#"{"replicas":3,"replicationFactor":1,"persistence":{"enabled":true}}"#,
+                    ring: Some(ring(3, 1, &[])),
+                    pods: ready(3),
+                    reports: (0..3).map(|i| (i, 10, true)).collect(),
+                    outdated: vec![1],
+                },
+                Some(3),
+                |a| matches!(a, Action::RestartPod { pod, updated: 2, .. } if pod == "demo-1"),
+            ),
+            (
+                "rollout: a scale request goes first, the rollout resumes afterwards",
+                Case {
+                    spec: r#"{"replicas":4}"#,
+                    ring: Some(ring(3, 2, &[])),
+                    pods: ready(4),
+                    reports: (0..4).map(|i| (i, 10, true)).collect(),
+                    outdated: vec![0, 1, 2],
+                },
+                Some(4),
+                |a| matches!(a, Action::StartMigration { to_replicas: 4, .. }),
             ),
         ];
         for (name, case, sts, check) in cases {

@@ -21,6 +21,8 @@ use crate::reconcile::{self, Context};
 use crate::types::CacheCluster;
 
 pub const NS: &str = "cache";
+/// The resourceVersion of the ring ConfigMap the fixtures serve.
+pub const RING_VERSION: &str = "41";
 
 /// How the mock answers one expected request.
 pub enum Reply {
@@ -205,6 +207,12 @@ pub async fn run_pass(
 pub fn cm_path() -> String {
     format!("/api/v1/namespaces/{NS}/configmaps/demo-ring")
 }
+pub fn cms_path() -> String {
+    format!("/api/v1/namespaces/{NS}/configmaps")
+}
+pub fn pod_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/pods/{name}")
+}
 pub fn secret_path() -> String {
     format!("/api/v1/namespaces/{NS}/secrets/demo-internal")
 }
@@ -233,7 +241,7 @@ pub fn status_path() -> String {
 pub fn ring_cm(ring: &RingDoc) -> Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "demo-ring", "namespace": NS},
+        "metadata": {"name": "demo-ring", "namespace": NS, "resourceVersion": RING_VERSION},
         "data": {"ring.json": ring.to_json_pretty()}
     })
 }
@@ -247,15 +255,28 @@ pub fn secret() -> Value {
     })
 }
 
-/// Pods `demo-0..` with the given readiness; pod i has IP 10.0.0.i.
+/// Pods `demo-0..` with the given readiness; pod i has IP 10.0.0.i and revision `demo-new`.
 pub fn pod_list(ready: &[bool]) -> Value {
+    pod_list_at(ready, &[])
+}
+
+/// [`pod_list`] with the pods whose ordinals are in `outdated` at revision `demo-old`.
+pub fn pod_list_at(ready: &[bool], outdated: &[usize]) -> Value {
     let items: Vec<Value> = ready
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            let revision = if outdated.contains(&i) {
+                "demo-old"
+            } else {
+                "demo-new"
+            };
             json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": format!("demo-{i}"), "namespace": NS},
+                "metadata": {
+                    "name": format!("demo-{i}"), "namespace": NS,
+                    "labels": {"controller-revision-hash": revision}
+                },
                 "status": {
                     "podIP": format!("10.0.0.{i}"),
                     "conditions": [{"type": "Ready", "status": if *r { "True" } else { "False" }}]
@@ -264,6 +285,15 @@ pub fn pod_list(ready: &[bool]) -> Value {
         })
         .collect();
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+}
+
+/// The StatefulSet of `cc` as observed, mid-rollout to update revision `demo-new`.
+pub fn sts_observed(cc: &CacheCluster) -> Value {
+    let owner = crate::build::Owner::of(cc).unwrap();
+    let mut sts = serde_json::to_value(crate::build::stateful_set(&owner, cc, 3)).unwrap();
+    sts["status"] =
+        json!({"replicas": 3, "updateRevision": "demo-new", "currentRevision": "demo-old"});
+    sts
 }
 
 /// The CacheCluster JSON as the status patch returns it.

@@ -2,9 +2,12 @@
 //! reconcile loop that drives StatefulSets, the ring ConfigMap and node migrations.
 //!
 //! Pure (no I/O, unit-tested directly): `types`, `validate`, `build`, `members`, `ringdoc`,
-//! `decide`, `status`. I/O: `nodes` (node internal API), `reconcile`, `controller`, `http`.
+//! `decide`, `status`. I/O: `observed::observe` (every read of a pass), `apply` (every write),
+//! `nodes` (node internal API), `reconcile` (one pass), `controller`, `http`.
 
+pub mod apply;
 pub mod build;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod decide;

@@ -18,7 +18,14 @@ pub struct ClusterGauges {
     /// Partitions pulled / to pull in the running migration (0 / 0 when none runs).
     pub migration_partitions_done: u64,
     pub migration_partitions_total: u64,
+    /// Partitions with fewer serving replicas than owners.
+    pub under_replicated_partitions: u64,
+    /// Member pods still running an older StatefulSet template.
+    pub pods_outdated: u64,
 }
+
+/// A counter per (namespace, cluster).
+type PerCluster = Mutex<BTreeMap<(String, String), u64>>;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -32,6 +39,9 @@ pub struct Metrics {
     ring_pushes_failed: AtomicU64,
     /// Per (namespace, cluster) gauges.
     clusters: Mutex<BTreeMap<(String, String), ClusterGauges>>,
+    /// Per (namespace, cluster): partitions recorded lost, and pods restarted by rollouts.
+    lost: PerCluster,
+    restarts: PerCluster,
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
@@ -70,6 +80,20 @@ impl Metrics {
     pub fn set_cluster(&self, namespace: &str, cluster: &str, gauges: ClusterGauges) {
         if let Ok(mut m) = self.clusters.lock() {
             m.insert((namespace.to_string(), cluster.to_string()), gauges);
+        }
+    }
+
+    pub fn partitions_lost(&self, namespace: &str, cluster: &str, n: u64) {
+        if let Ok(mut m) = self.lost.lock() {
+            *m.entry((namespace.to_string(), cluster.to_string()))
+                .or_default() += n;
+        }
+    }
+
+    pub fn pod_restarted(&self, namespace: &str, cluster: &str) {
+        if let Ok(mut m) = self.restarts.lock() {
+            *m.entry((namespace.to_string(), cluster.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -136,7 +160,7 @@ impl Metrics {
             self.ring_pushes_failed.load(Ordering::Relaxed)
         );
         type Gauge = (&'static str, &'static str, fn(&ClusterGauges) -> u64);
-        let gauges: [Gauge; 3] = [
+        let gauges: [Gauge; 5] = [
             (
                 "ringcache_operator_members_down",
                 "Ring members in state down, per cluster.",
@@ -152,6 +176,16 @@ impl Metrics {
                 "Partitions the running migration's target owners must pull (0 when none runs).",
                 |g| g.migration_partitions_total,
             ),
+            (
+                "ringcache_operator_under_replicated_partitions",
+                "Partitions with fewer serving replicas than owners, per cluster.",
+                |g| g.under_replicated_partitions,
+            ),
+            (
+                "ringcache_operator_pods_outdated",
+                "Member pods still running an older template (rollout pending), per cluster.",
+                |g| g.pods_outdated,
+            ),
         ];
         if let Ok(m) = self.clusters.lock() {
             for (name, help, value) in gauges {
@@ -161,6 +195,29 @@ impl Metrics {
                         out,
                         "{name}{{namespace=\"{namespace}\",cluster=\"{cluster}\"}} {}",
                         value(g)
+                    );
+                }
+            }
+        }
+        let counters: [(&str, &str, &PerCluster); 2] = [
+            (
+                "ringcache_operator_partitions_lost_total",
+                "Partitions recorded lost (no complete copy left), per cluster.",
+                &self.lost,
+            ),
+            (
+                "ringcache_operator_rollout_restarts_total",
+                "Pods restarted by operator-driven rollouts, per cluster.",
+                &self.restarts,
+            ),
+        ];
+        for (name, help, map) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(m) = map.lock() {
+                for ((namespace, cluster), n) in m.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{namespace=\"{namespace}\",cluster=\"{cluster}\"}} {n}"
                     );
                 }
             }
@@ -185,9 +242,22 @@ mod tests {
                 members_down: 1,
                 migration_partitions_done: 3,
                 migration_partitions_total: 8,
+                under_replicated_partitions: 5,
+                pods_outdated: 2,
             },
         );
+        m.partitions_lost("ns", "demo", 4);
+        m.pod_restarted("ns", "demo");
         let text = m.render();
+        assert!(text.contains(
+            "ringcache_operator_under_replicated_partitions{namespace=\"ns\",cluster=\"demo\"} 5"
+        ));
+        assert!(text.contains(
+            "ringcache_operator_partitions_lost_total{namespace=\"ns\",cluster=\"demo\"} 4"
+        ));
+        assert!(text.contains(
+            "ringcache_operator_rollout_restarts_total{namespace=\"ns\",cluster=\"demo\"} 1"
+        ));
         assert!(text.contains("ringcache_operator_reconciles_total 2"));
         assert!(text.contains("ringcache_operator_reconcile_errors_total{error=\"kube\"} 1"));
         assert!(

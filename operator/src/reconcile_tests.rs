@@ -45,12 +45,13 @@ fn done(epoch: u64, ids: impl IntoIterator<Item = u32>) -> BTreeMap<String, Migr
         .collect()
 }
 
-/// Observe steps for a cluster whose ring and secret exist.
+/// Observe steps for a cluster whose ring and secret exist (no StatefulSet observed).
 fn observe(ring: &RingDoc, ready: &[bool]) -> Vec<Expect> {
     vec![
         expect(Method::GET, cm_path(), Reply::Json(200, ring_cm(ring))),
         expect(Method::GET, secret_path(), Reply::Json(200, secret())),
         expect(Method::GET, pods_path(), Reply::Json(200, pod_list(ready))),
+        expect(Method::GET, sts_path(), Reply::NotFound),
     ]
 }
 
@@ -58,7 +59,6 @@ fn owned_objects() -> Vec<Expect> {
     vec![
         expect(Method::PATCH, svc_path("demo-peers"), Reply::Echo),
         expect(Method::PATCH, svc_path("demo"), Reply::Echo),
-        expect(Method::GET, sts_path(), Reply::NotFound),
         expect(Method::PATCH, sts_path(), Reply::Echo),
         expect(Method::PATCH, pdb_path(), Reply::Echo),
     ]
@@ -92,10 +92,10 @@ async fn persistence_change_on_an_existing_stateful_set_is_reported_not_applied(
         serde_json::to_value(crate::build::stateful_set(&owner, &plain, 3)).unwrap()
     };
     let mut script = observe(&ring, &[true; 3]);
+    script[3] = expect(Method::GET, sts_path(), Reply::Json(200, existing));
     script.extend([
         expect(Method::PATCH, svc_path("demo-peers"), Reply::Echo),
         expect(Method::PATCH, svc_path("demo"), Reply::Echo),
-        expect(Method::GET, sts_path(), Reply::Json(200, existing)),
         expect(Method::PATCH, pdb_path(), Reply::Echo),
     ]);
     script.extend(tail(&cc, 1));
@@ -136,7 +136,8 @@ async fn new_cluster_creates_secret_ring_and_objects() {
         expect(Method::GET, secret_path(), Reply::NotFound),
         expect(Method::POST, secrets_path(), Reply::Echo),
         expect(Method::GET, pods_path(), Reply::Json(200, pod_list(&[]))),
-        expect(Method::PATCH, cm_path(), Reply::Echo),
+        expect(Method::GET, sts_path(), Reply::NotFound),
+        expect(Method::POST, cms_path(), Reply::Echo),
     ];
     script.extend(owned_objects());
     script.extend(tail(&cc, 1));
@@ -148,9 +149,8 @@ async fn new_cluster_creates_secret_ring_and_objects() {
     assert_eq!(secret.body["metadata"]["name"], "demo-internal");
     assert!(secret.body["data"]["token"].as_str().unwrap().len() >= 64);
 
-    let cm = find(&seen, Method::PATCH, &cm_path());
-    assert!(cm.query.contains("fieldManager=ringcache-operator"));
-    assert!(cm.query.contains("force=true"));
+    // Created, not applied: a second operator creating it at the same time gets a conflict.
+    let cm = find(&seen, Method::POST, &cms_path());
     let ring = ring_in(&cm.body);
     assert_eq!(ring.epoch, 1);
     assert_eq!(ring.members.len(), 3);
@@ -325,7 +325,7 @@ async fn invalid_spec_reports_degraded_and_touches_nothing() {
     assert!(
         !seen
             .iter()
-            .any(|s| s.path == sts_path() || s.path == cm_path() && s.method == Method::PATCH),
+            .any(|s| s.method != Method::GET && (s.path == sts_path() || s.path == cm_path())),
         "no object changed"
     );
     assert!(nodes.pushed_to().is_empty());
@@ -357,6 +357,7 @@ async fn unreadable_ring_is_never_overwritten() {
             pods_path(),
             Reply::Json(200, pod_list(&[true; 3])),
         ),
+        expect(Method::GET, sts_path(), Reply::NotFound),
     ];
     script.extend(tail(&cc, 1));
     let (result, seen) = run_pass(cc, Arc::new(FakeNodes::default()), script).await;
@@ -395,4 +396,119 @@ async fn recovering_member_is_polled_repushed_then_marked_up() {
     assert_eq!(nodes.pushed_to(), ["demo-0", "demo-1", "demo-2"]);
     assert_eq!(event_reasons(&seen), ["MemberUp"]);
     assert_eq!(status_of(&seen)["phase"], "Ready");
+}
+
+#[tokio::test]
+async fn the_ring_is_written_only_over_the_version_observed_and_a_conflict_writes_nothing_else() {
+    let ring = up_ring(3);
+    let cc = cluster("demo", r#"{"replicas":3}"#);
+    // demo-1 unready → a new ring must be written.
+    let mut script = observe(&ring, &[true, false, true]);
+    let conflict = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "the object has been modified", "reason": "Conflict", "code": 409
+    });
+    script.push(expect(Method::PATCH, cm_path(), Reply::Json(409, conflict)));
+    let nodes = Arc::new(FakeNodes::default());
+    let (result, seen) = run_pass(cc, nodes.clone(), script).await;
+    assert_eq!(
+        result.unwrap(),
+        Requeue::requeue(crate::reconcile::CONFLICT_REQUEUE)
+    );
+    let write = find(&seen, Method::PATCH, &cm_path());
+    assert!(write.query.contains("fieldManager=ringcache-operator"));
+    assert_eq!(write.body["metadata"]["resourceVersion"], RING_VERSION);
+    assert!(
+        nodes.pushed_to().is_empty(),
+        "a ring that lost the race is not pushed"
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_deletes_one_outdated_pod_when_every_member_is_up_and_vouched_for() {
+    let mut ring = up_ring(3);
+    for (i, m) in ring.members.iter_mut().enumerate() {
+        m.incarnation = Some(format!("inc-{i}"));
+    }
+    let cc = cluster("demo", r#"{"replicas":3}"#);
+    let reports: BTreeMap<String, MigrationReport> = (0..3)
+        .map(|i| {
+            (
+                format!("demo-{i}"),
+                MigrationReport {
+                    epoch: ring.epoch,
+                    done: true,
+                    incarnation: Some(format!("inc-{i}")),
+                    ..MigrationReport::default()
+                },
+            )
+        })
+        .collect();
+    let mut script = vec![
+        expect(Method::GET, cm_path(), Reply::Json(200, ring_cm(&ring))),
+        expect(Method::GET, secret_path(), Reply::Json(200, secret())),
+        expect(
+            Method::GET,
+            pods_path(),
+            Reply::Json(200, pod_list_at(&[true; 3], &[0, 1])),
+        ),
+        expect(Method::GET, sts_path(), Reply::Json(200, sts_observed(&cc))),
+        expect(Method::DELETE, pod_path("demo-1"), Reply::Echo),
+    ];
+    script.extend(owned_objects());
+    script.extend(tail(&cc, 1));
+    let (result, seen) = run_pass(cc, Arc::new(FakeNodes::with_reports(reports)), script).await;
+    assert_eq!(result.unwrap(), Requeue::requeue(ACTIVE_REQUEUE));
+    assert_eq!(event_reasons(&seen), ["RollingRestart"]);
+    let status = status_of(&seen);
+    assert_eq!(status["updatedReplicas"], 1);
+    let progressing = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap();
+    assert_eq!(progressing["reason"], "RollingRestart");
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == Method::PATCH && s.path == cm_path()),
+        "a restart alone writes no ring"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_seen_only_by_its_new_incarnation_makes_the_member_recover() {
+    let mut ring = up_ring(3);
+    for (i, m) in ring.members.iter_mut().enumerate() {
+        m.incarnation = Some(format!("inc-{i}"));
+    }
+    let cc = cluster("demo", r#"{"replicas":3}"#);
+    let mut reports: BTreeMap<String, MigrationReport> = (0..3)
+        .map(|i| {
+            (
+                format!("demo-{i}"),
+                MigrationReport {
+                    epoch: ring.epoch,
+                    done: true,
+                    incarnation: Some(format!("inc-{i}")),
+                    ..MigrationReport::default()
+                },
+            )
+        })
+        .collect();
+    if let Some(r) = reports.get_mut("demo-2") {
+        r.incarnation = Some("inc-2-after-restart".into());
+    }
+    let mut script = observe(&ring, &[true; 3]);
+    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
+    script.extend(owned_objects());
+    script.extend(tail(&cc, 1));
+    let (result, seen) = run_pass(cc, Arc::new(FakeNodes::with_reports(reports)), script).await;
+    result.unwrap();
+    let next = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    assert_eq!(next.members[2].state, MemberState::Recovering);
+    assert_eq!(event_reasons(&seen), ["MemberRecovering"]);
+    let ev = seen.iter().find(|s| s.path == events_path()).unwrap();
+    assert_eq!(ev.body["action"], "Member demo-2");
 }

@@ -1,7 +1,7 @@
 //! Builds the next ring document. Every function returns a new document with `epoch + 1` (or
 //! epoch 1 for a new cluster), so nodes can always tell which one is newer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ringcache_ring::{
     HASH_XXH3_64, Member, MemberState, Pending, RING_DOC_VERSION, RebalanceError, RingDoc, Table,
@@ -26,6 +26,7 @@ pub fn initial(ids: &[String], partitions: u32, rf: u32) -> Result<RingDoc, Ring
             id: id.clone(),
             addr: String::new(),
             state: MemberState::Down,
+            incarnation: None,
         })
         .collect();
     let by_id = rebalance(&[], ids, partitions, rf)?;
@@ -85,8 +86,12 @@ pub fn with_pending(
 }
 
 /// Commits a migration: the pending table becomes the table, members outside it are dropped,
-/// joining members are up. Indices are renumbered for the shorter member list.
-pub fn commit(ring: &RingDoc) -> Result<RingDoc, RingBuildError> {
+/// joining members are up, with the incarnation whose pulls finished (`incarnations`, by member
+/// id) recorded. Indices are renumbered for the shorter member list.
+pub fn commit(
+    ring: &RingDoc,
+    incarnations: &BTreeMap<String, String>,
+) -> Result<RingDoc, RingBuildError> {
     let Some(pending) = &ring.pending else {
         return Ok(ring.clone());
     };
@@ -99,6 +104,9 @@ pub fn commit(ring: &RingDoc) -> Result<RingDoc, RingBuildError> {
         .filter(|m| kept.contains(m.id.as_str()))
         .cloned()
         .map(|mut m| {
+            if m.state == MemberState::Joining {
+                m.incarnation = incarnations.get(&m.id).cloned().or(m.incarnation);
+            }
             if matches!(m.state, MemberState::Joining | MemberState::Leaving) {
                 m.state = MemberState::Up;
             }
@@ -163,6 +171,7 @@ mod tests {
                 id: m.id.clone(),
                 addr: format!("10.0.0.{i}:7070"),
                 state: MemberState::Up,
+                incarnation: None,
             })
             .collect();
         with_members(doc, members).unwrap()
@@ -173,6 +182,7 @@ mod tests {
             id: format!("demo-{i}"),
             addr: format!("10.0.1.{i}:7070"),
             state: MemberState::Up,
+            incarnation: None,
         }
     }
 
@@ -198,8 +208,10 @@ mod tests {
         );
         let targets = migration_targets(&next);
         assert!(targets.contains(&3) && targets.contains(&4));
-        let committed = commit(&next).unwrap();
+        let incarnations = BTreeMap::from([("demo-3".to_string(), "inc-3".to_string())]);
+        let committed = commit(&next, &incarnations).unwrap();
         assert_eq!(committed.epoch, next.epoch + 1);
+        assert_eq!(committed.members[3].incarnation.as_deref(), Some("inc-3"));
         assert!(committed.pending.is_none());
         assert!(committed.members.iter().all(|m| m.state == MemberState::Up));
         assert_eq!(owners_in(&committed.table).len(), 5);
@@ -212,7 +224,7 @@ mod tests {
         assert_eq!(next.members[3].state, MemberState::Leaving);
         let pending = &next.pending.as_ref().unwrap().table;
         assert!(!owners_in(pending).contains(&3));
-        let committed = commit(&next).unwrap();
+        let committed = commit(&next, &BTreeMap::new()).unwrap();
         assert_eq!(committed.members.len(), 3);
         assert!(committed.members.iter().all(|m| m.id != "demo-3"));
         assert_eq!(
@@ -235,7 +247,7 @@ mod tests {
                 .iter()
                 .all(|r| r.len() == 2)
         );
-        let committed = commit(&next).unwrap();
+        let committed = commit(&next, &BTreeMap::new()).unwrap();
         assert_eq!(committed.replication_factor, 2);
         assert_eq!(committed.members.len(), 3);
     }

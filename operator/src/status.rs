@@ -9,12 +9,15 @@ use ringcache_ring::{MemberState, RingDoc};
 use crate::build::selector_string;
 use crate::decide::{Action, Decision};
 use crate::members::Transition;
-use crate::observed::PodObs;
+use crate::observed::{PodObs, StsObs};
 use crate::types::{CacheClusterStatus, MemberStatus, MigrationStatus, Phase};
 
 pub const COND_READY: &str = "Ready";
 pub const COND_PROGRESSING: &str = "Progressing";
 pub const COND_DEGRADED: &str = "Degraded";
+pub const COND_DATA_LOSS: &str = "DataLoss";
+/// How long `DataLoss` stays True after the last partition was lost.
+pub const DATA_LOSS_MEMORY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub struct StatusInputs<'a> {
     pub cluster: &'a str,
@@ -25,6 +28,7 @@ pub struct StatusInputs<'a> {
     /// The ring as it stands after this pass (the new one if the pass wrote one).
     pub ring: Option<&'a RingDoc>,
     pub pods: &'a BTreeMap<String, PodObs>,
+    pub sts: Option<&'a StsObs>,
     pub now: Timestamp,
     /// A problem found outside the decision (an unreadable ring ConfigMap, a StatefulSet field
     /// that cannot change) that blocks progress.
@@ -41,6 +45,7 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
                     id: m.id.clone(),
                     state: m.state.as_str().to_string(),
                     addr: m.addr.clone(),
+                    incarnation: m.incarnation.clone(),
                 })
                 .collect()
         })
@@ -59,11 +64,22 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         r.pending.is_none() && r.members.iter().all(|m| m.state == MemberState::Up)
     });
     let ready_replicas = inp.pods.values().filter(|p| p.is_live()).count() as i32;
+    let (updated_replicas, outdated) = revisions(inp.ring, inp.pods, inp.sts);
+    // A rollout restarts one member at a time: that one being down is progress, not a failure.
+    let rolling = outdated > 0
+        || matches!(
+            inp.decision.action,
+            Action::RestartPod { .. } | Action::WaitRollout { .. }
+        );
+    let expected_down = if rolling { 1 } else { 0 };
 
     let problem: Option<(String, String)> = match (&inp.decision.action, &inp.problem) {
         (_, Some(p)) => Some(("Blocked".into(), p.clone())),
         (Action::Invalid(e), None) => Some(("InvalidSpec".into(), e.to_string())),
-        _ if !down.is_empty() => Some((
+        (Action::RolloutBlocked { reason }, None) => {
+            Some(("RolloutBlocked".into(), reason.clone()))
+        }
+        _ if down.len() > expected_down => Some((
             "MembersDown".into(),
             format!(
                 "members down: {}; {} of {} partitions under-replicated",
@@ -105,6 +121,33 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
                 waiting.join(", ")
             ),
         )),
+        Action::RestartPod {
+            pod,
+            updated,
+            total,
+            ..
+        } => Some((
+            "RollingRestart".into(),
+            format!("{updated}/{total} members updated; restarting {pod}"),
+        )),
+        Action::WaitRollout {
+            waiting,
+            updated,
+            total,
+        } => Some((
+            "RollingRestart".into(),
+            format!(
+                "{updated}/{total} members updated; next restart waits for {}",
+                waiting.join(", ")
+            ),
+        )),
+        _ if rolling => Some((
+            "RollingRestart".into(),
+            format!(
+                "{updated_replicas}/{} members updated",
+                ring.map_or(0, |r| r.members.len())
+            ),
+        )),
         _ => None,
     };
     let scaling = progressing.is_some() || ring.is_some_and(|r| r.pending.is_some());
@@ -129,9 +172,12 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
             partitions_done: p.partitions_done as i64,
             partitions_total: p.partitions_total as i64,
             bytes_moved: p.bytes as i64,
+            // The start of this migration (same pending epoch, not finished), never an earlier
+            // one's.
             started: inp
                 .previous
                 .and_then(|s| s.migration.as_ref())
+                .filter(|m| m.epoch == p.epoch as i64 && m.finished.is_none())
                 .and_then(|m| m.started.clone())
                 .or_else(|| Some(inp.now.to_string())),
             finished: None,
@@ -205,6 +251,7 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
             Some((reason, message)) => cond(COND_DEGRADED, true, reason, message.clone()),
             None => cond(COND_DEGRADED, false, "Healthy", "no problem found".into()),
         },
+        data_loss_condition(inp, previous_conditions),
     ];
 
     CacheClusterStatus {
@@ -216,11 +263,96 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         members,
         migration,
         observed_generation: inp.generation,
+        updated_replicas,
+        under_replicated_partitions: ring.map_or(0, under_replicated) as i32,
         conditions,
     }
 }
 
-/// Partitions with at least one owner down in the current table.
+/// Member pods at the StatefulSet's update revision, and member pods at another one.
+fn revisions(
+    ring: Option<&RingDoc>,
+    pods: &BTreeMap<String, PodObs>,
+    sts: Option<&StsObs>,
+) -> (i32, usize) {
+    let (Some(ring), Some(target)) = (ring, sts.and_then(|s| s.update_revision.as_deref())) else {
+        return (0, 0);
+    };
+    let revs: Vec<Option<&str>> = ring
+        .members
+        .iter()
+        .filter_map(|m| pods.get(&m.id))
+        .map(|p| p.revision.as_deref())
+        .collect();
+    let updated = revs.iter().filter(|r| **r == Some(target)).count();
+    let outdated = revs
+        .iter()
+        .filter(|r| r.is_some_and(|r| r != target))
+        .count();
+    (updated as i32, outdated)
+}
+
+/// `DataLoss`: True from the pass that recorded lost partitions, for [`DATA_LOSS_MEMORY`]
+/// after the last loss (the message names members and partitions); then False.
+fn data_loss_condition(inp: &StatusInputs<'_>, previous: &[Condition]) -> Condition {
+    let losses = match &inp.decision.action {
+        Action::UpdateMembers { losses, .. } => losses.as_slice(),
+        _ => &[],
+    };
+    let condition = |on: bool, reason: &str, message: String, at: Time| Condition {
+        type_: COND_DATA_LOSS.to_string(),
+        status: if on { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: inp.generation,
+        last_transition_time: at,
+    };
+    if !losses.is_empty() {
+        let what: Vec<String> = losses
+            .iter()
+            .map(|l| format!("{} lost partitions {:?}", l.member, l.partitions))
+            .collect();
+        return condition(
+            true,
+            "PartitionsLost",
+            format!(
+                "{} at ring epoch {}: no complete copy was left to recover them from",
+                what.join("; "),
+                inp.ring.map_or(0, |r| r.epoch)
+            ),
+            Time(inp.now),
+        );
+    }
+    if let Some(prev) = previous
+        .iter()
+        .find(|c| c.type_ == COND_DATA_LOSS && c.status == "True")
+    {
+        let age = inp.now.duration_since(prev.last_transition_time.0);
+        if age.as_secs() < DATA_LOSS_MEMORY.as_secs() as i64 {
+            return Condition {
+                observed_generation: inp.generation,
+                ..prev.clone()
+            };
+        }
+        return condition(
+            false,
+            "NoRecentLoss",
+            format!(
+                "no partition lost in the last {}s",
+                DATA_LOSS_MEMORY.as_secs()
+            ),
+            Time(inp.now),
+        );
+    }
+    let at = previous
+        .iter()
+        .find(|c| c.type_ == COND_DATA_LOSS)
+        .map_or(Time(inp.now), |c| c.last_transition_time.clone());
+    condition(false, "NoLoss", "no partition lost".into(), at)
+}
+
+/// Partitions with at least one owner in the current table that is not serving (down, or
+/// recovering: its copy is not complete yet).
 pub fn under_replicated(ring: &RingDoc) -> usize {
     ring.table
         .iter()
@@ -228,7 +360,7 @@ pub fn under_replicated(ring: &RingDoc) -> usize {
             owners.iter().any(|&o| {
                 ring.members
                     .get(o as usize)
-                    .is_none_or(|m| m.state == MemberState::Down)
+                    .is_none_or(|m| !m.state.serves_reads())
             })
         })
         .count()
@@ -266,6 +398,10 @@ pub struct EventSpec {
     pub warning: bool,
     pub reason: &'static str,
     pub note: String,
+    /// The Event's action. The event recorder folds events with the same object, reason, action
+    /// and type into one series whatever their notes say, so what must stay visible apart
+    /// (one member's transition from another's) differs here.
+    pub action: String,
 }
 
 /// Events for every transition this pass makes. `previous` suppresses repeating the same
@@ -275,6 +411,7 @@ pub fn events_for(decision: &Decision, previous: Option<&CacheClusterStatus>) ->
         warning,
         reason,
         note,
+        action: "Reconcile".into(),
     };
     match &decision.action {
         Action::Invalid(e) => {
@@ -299,8 +436,47 @@ pub fn events_for(decision: &Decision, previous: Option<&CacheClusterStatus>) ->
                 r.partitions
             ),
         )],
-        Action::UpdateMembers { transitions, .. } => {
-            transitions.iter().map(transition_event).collect()
+        Action::UpdateMembers {
+            transitions,
+            losses,
+            ring,
+        } => transitions
+            .iter()
+            .map(transition_event)
+            .chain(losses.iter().map(|l| EventSpec {
+                warning: true,
+                reason: "DataLoss",
+                note: format!(
+                    "{}: partitions {:?} had no complete copy left at ring epoch {}; their keys are lost",
+                    l.member, l.partitions, ring.epoch
+                ),
+                action: format!("Member {}", l.member),
+            }))
+            .collect(),
+        Action::RestartPod {
+            pod,
+            revision,
+            updated,
+            total,
+        } => vec![EventSpec {
+            warning: false,
+            reason: "RollingRestart",
+            note: format!(
+                "restarting {pod} for revision {revision} ({updated}/{total} members updated)"
+            ),
+            action: format!("Restart {pod}"),
+        }],
+        Action::RolloutBlocked { reason } => {
+            let already = previous.is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == COND_DEGRADED && c.status == "True" && &c.message == reason
+                })
+            });
+            if already {
+                vec![]
+            } else {
+                vec![ev(true, "RolloutBlocked", reason.clone())]
+            }
         }
         Action::StartMigration {
             ring,
@@ -329,6 +505,7 @@ pub fn events_for(decision: &Decision, previous: Option<&CacheClusterStatus>) ->
         Action::WaitPods { .. }
         | Action::WaitMembers { .. }
         | Action::WaitMigration(_)
+        | Action::WaitRollout { .. }
         | Action::Steady => vec![],
     }
 }
@@ -339,10 +516,16 @@ fn transition_event(t: &Transition) -> EventSpec {
         MemberState::Recovering => (false, "MemberRecovering"),
         _ => (false, "MemberUp"),
     };
+    let why = if t.why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", t.why)
+    };
     EventSpec {
         warning,
         reason,
-        note: format!("{}: {} → {}", t.id, t.from, t.to),
+        note: format!("{}: {} → {}{why}", t.id, t.from, t.to),
+        action: format!("Member {}", t.id),
     }
 }
 
@@ -374,6 +557,7 @@ mod tests {
                         ready: true,
                         ip: Some(format!("10.0.0.{i}")),
                         terminating: false,
+                        revision: Some("demo-new".into()),
                     },
                 )
             })
@@ -398,6 +582,7 @@ mod tests {
             decision: &decision,
             ring,
             pods: &pods,
+            sts: None,
             now: Timestamp::UNIX_EPOCH,
             problem: None,
         })
@@ -469,11 +654,28 @@ mod tests {
         };
         let previous = CacheClusterStatus {
             migration: Some(MigrationStatus {
+                epoch: 9,
                 started: Some("2026-01-01T00:00:00Z".into()),
                 ..MigrationStatus::default()
             }),
             ..CacheClusterStatus::default()
         };
+        // A different (earlier, finished) migration's start is not this one's.
+        let earlier = CacheClusterStatus {
+            migration: Some(MigrationStatus {
+                epoch: 4,
+                started: Some("2025-01-01T00:00:00Z".into()),
+                finished: Some("2025-01-01T00:01:00Z".into()),
+                ..MigrationStatus::default()
+            }),
+            ..CacheClusterStatus::default()
+        };
+        let fresh = status_for(Action::WaitMigration(p.clone()), Some(&r), Some(&earlier));
+        assert_eq!(
+            fresh.migration.unwrap().started.as_deref(),
+            Some("1970-01-01T00:00:00Z"),
+            "started is reset for a new migration"
+        );
         let s = status_for(Action::WaitMigration(p), Some(&r), Some(&previous));
         assert_eq!(s.phase, Phase::Scaling);
         let m = s.migration.clone().unwrap();
@@ -543,7 +745,9 @@ mod tests {
                     id: "demo-1".into(),
                     from: MemberState::Up,
                     to: MemberState::Down,
+                    why: "pod not ready or gone",
                 }],
+                losses: vec![],
             },
         };
         let evs = events_for(&d, None);

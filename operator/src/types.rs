@@ -227,6 +227,12 @@ pub struct CacheClusterStatus {
     pub migration: Option<MigrationStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Member pods running the StatefulSet's current template (operator-driven rollouts).
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// Partitions with fewer serving (`up`) replicas than owners.
+    #[serde(default)]
+    pub under_replicated_partitions: i32,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -258,6 +264,9 @@ pub struct MemberStatus {
     pub state: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub addr: String,
+    /// The node process the operator vouches for (set when the member was last marked up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -12,6 +12,8 @@ pub struct ValidSpec {
     pub partitions: u32,
     pub max_memory_bytes: u64,
     pub max_value_size_bytes: u64,
+    /// Snapshots on a volume are enabled.
+    pub persistence: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +66,7 @@ pub fn validate(
     }
     let max_memory_bytes = positive_quantity("maxMemory", &spec.max_memory.0)?;
     let max_value_size_bytes = positive_quantity("maxValueSize", &spec.max_value_size.0)?;
+    let persistence = spec.persistence.as_ref().is_some_and(|p| p.enabled);
     if let Some(p) = &spec.persistence
         && p.enabled
     {
@@ -75,6 +78,7 @@ pub fn validate(
         partitions,
         max_memory_bytes,
         max_value_size_bytes,
+        persistence,
     })
 }
 

@@ -64,7 +64,16 @@ pub struct Member {
     #[serde(default)]
     pub addr: String,
     pub state: MemberState,
+    /// The incarnation (per-process id, see `/healthz`) the operator last observed for this
+    /// member. With `up` or `leaving` it names the one process whose data the operator vouches
+    /// for: a process with another incarnation (restarted since) must recover first. Absent in
+    /// rings written before incarnations existed; nodes then trust the state as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
+
+/// Longest accepted incarnation id.
+pub const MAX_INCARNATION_LEN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
@@ -104,6 +113,10 @@ pub enum RingError {
     EmptyMemberId { index: usize },
     #[error("member id {0:?} appears more than once")]
     DuplicateMember(String),
+    #[error(
+        "member {id:?} has an incarnation of {len} bytes (1..={MAX_INCARNATION_LEN} printable ASCII)"
+    )]
+    BadIncarnation { id: String, len: usize },
     #[error("member {id:?} is {state} but has no addr")]
     MissingAddr { id: String, state: MemberState },
     #[error("replicationFactor {rf} exceeds the {members} members")]
@@ -165,6 +178,7 @@ impl RingDoc {
                 id: id.to_string(),
                 addr: addr.to_string(),
                 state: MemberState::Up,
+                incarnation: None,
             }],
             table: (0..partitions).map(|_| vec![0]).collect(),
             pending: None,
@@ -207,6 +221,16 @@ impl RingDoc {
             }
             if !seen.insert(m.id.as_str()) {
                 return Err(RingError::DuplicateMember(m.id.clone()));
+            }
+            if let Some(inc) = &m.incarnation
+                && (inc.is_empty()
+                    || inc.len() > MAX_INCARNATION_LEN
+                    || !inc.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(RingError::BadIncarnation {
+                    id: m.id.clone(),
+                    len: inc.len(),
+                });
             }
             if m.addr.is_empty() && m.state != MemberState::Down {
                 return Err(RingError::MissingAddr {
@@ -378,6 +402,7 @@ mod tests {
             id: id.into(),
             addr: format!("127.0.0.1:{}", 7000 + id.len()),
             state,
+            incarnation: None,
         }
     }
 
@@ -458,6 +483,20 @@ mod tests {
             (
                 Box::new(|d| d.members[1].id.clear()),
                 RingError::EmptyMemberId { index: 1 },
+            ),
+            (
+                Box::new(|d| d.members[1].incarnation = Some(String::new())),
+                RingError::BadIncarnation {
+                    id: "bb".into(),
+                    len: 0,
+                },
+            ),
+            (
+                Box::new(|d| d.members[2].incarnation = Some("a b".into())),
+                RingError::BadIncarnation {
+                    id: "ccc".into(),
+                    len: 3,
+                },
             ),
             (
                 Box::new(|d| d.members[1].addr.clear()),

@@ -8,7 +8,8 @@ mod plan;
 mod rebalance;
 
 pub use doc::{
-    HASH_XXH3_64, Member, MemberState, Pending, RING_DOC_VERSION, RingDoc, RingError, Table,
+    HASH_XXH3_64, MAX_INCARNATION_LEN, Member, MemberState, Pending, RING_DOC_VERSION, RingDoc,
+    RingError, Table,
 };
 pub use hash::{DEFAULT_PARTITIONS, MAX_KEY_LEN, partition_of};
 pub use plan::{PartitionMove, diff, moved_replicas};

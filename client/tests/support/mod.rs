@@ -102,6 +102,7 @@ impl FakeCluster {
                 id: format!("fake-{i}"),
                 addr: a.to_string(),
                 state: MemberState::Up,
+                incarnation: None,
             })
             .collect();
         for (id, addr) in extra {
@@ -109,6 +110,7 @@ impl FakeCluster {
                 id: id.clone(),
                 addr: addr.clone(),
                 state: MemberState::Up,
+                incarnation: None,
             });
         }
         let total = members.len();

@@ -1,8 +1,15 @@
-//! Migration and recovery: the same pull. A target owner streams each partition it must gain
-//! from a live current owner in bounded batches and applies the records newer-wins. Progress is
-//! what `GET /internal/v1/migration` reports. After a commit (no pending table), partitions this
-//! node no longer owns are dropped.
+//! Migration and recovery: the same pull. Every partition this member writes (current table or
+//! pending) that it does not hold completely ([`super::completeness`]) is streamed from a source
+//! that does, in bounded batches, and applied newer-wins. Progress is what
+//! `GET /internal/v1/migration` reports. After a commit (no pending table), partitions this node
+//! no longer owns are dropped.
+//!
+//! A source serves a partition only while it holds it completely; a restarted or recovering
+//! member refuses, so nothing is ever copied from a partial store. When no owner can serve a
+//! partition any more (every other owner is down, restarted or refusing and none is `up`), the
+//! partition is *lost*: reported as such, never counted as copied.
 
+use super::completeness::{Needed, PartState};
 use super::peer::PeerError;
 use crate::http::SharedState;
 use crate::ring_state::RingView;
@@ -16,7 +23,13 @@ use std::time::Duration;
 
 /// Entries per batch served by `GET /internal/v1/partitions/{p}`.
 pub const SCAN_BATCH: usize = 1024;
+/// Partitions pulled concurrently.
+pub const PULL_CONCURRENCY: usize = 4;
+/// Error code of a source that does not hold the partition completely.
+pub const INCOMPLETE: &str = "incomplete";
 
+/// What `GET /internal/v1/migration` answers (see DESIGN.md; fields beyond the contract's are
+/// additions the operator uses).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationStatus {
@@ -25,49 +38,90 @@ pub struct MigrationStatus {
     pub partitions_done: u64,
     pub keys: u64,
     pub bytes: u64,
+    /// Every partition this member writes is complete here, or lost.
     pub done: bool,
     pub error: Option<String>,
     /// The writer the write fence is waiting on before pulling (`self` for this node's own
     /// old-ring writes), while it waits.
     pub waiting_for: Option<String>,
+    /// This process's incarnation (a fresh id per start).
+    pub incarnation: String,
+    /// Partitions no complete source was left for.
+    pub unrecoverable: Vec<u32>,
+    /// Every partition of the current table this member owns is complete or lost (`/readyz`).
+    pub ready: bool,
+    /// Members (ids) that missed a replica write this node acknowledged without them: their copy
+    /// is stale until they recover.
+    pub stale_replicas: Vec<String>,
 }
 
-/// One partition to pull and where from (preference order).
+/// Progress of the current round of pulls (from the moment something was found missing until
+/// everything is complete again; the last round's figures stay until the next begins).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Partitions found missing since the round began.
+    pub round: std::collections::BTreeSet<u32>,
+    /// Everything was complete at the end of the last round: the next miss starts a new one.
+    pub closed: bool,
+    pub keys: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
+    pub waiting_for: Option<String>,
+}
+
+/// A partition to pull and who may serve it, best first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pull {
     pub partition: u32,
-    pub sources: Vec<String>,
+    pub fence_epoch: u64,
+    pub generation: u64,
+    pub sources: Vec<Source>,
 }
 
-/// What this node must pull for `view` (pure). `recover` adds every partition it owns now
-/// (restart, or state `recovering`); a pending table adds the partitions it gains.
-pub fn plan(view: &RingView, recover: bool) -> Vec<Pull> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub addr: String,
+    /// The ring says it serves reads (`up`, `leaving`): it is expected to hold the partition.
+    pub serving: bool,
+}
+
+/// Sources for each needed partition under `view` (pure): every other owner in the current or
+/// pending table that is not `down`, serving members first.
+pub fn plan(view: &RingView, needed: &[Needed]) -> Vec<Pull> {
     let Some(me) = view.self_index else {
         return Vec::new();
     };
     let doc = &view.doc;
-    let mut out = Vec::new();
-    for p in 0..doc.partitions {
-        let current = doc.owners(p);
-        let gains =
-            doc.pending.is_some() && doc.pending_owners(p).contains(&me) && !current.contains(&me);
-        let recovers = recover && current.contains(&me);
-        if !(gains || recovers) {
-            continue;
-        }
-        let sources: Vec<String> = doc
-            .read_owners(p)
-            .into_iter()
-            .filter(|&i| i != me)
-            .map(|i| view.addr(i).to_string())
-            .filter(|a| !a.is_empty())
-            .collect();
-        out.push(Pull {
-            partition: p,
-            sources,
-        });
-    }
-    out
+    needed
+        .iter()
+        .map(|n| {
+            let p = n.partition;
+            let mut sources: Vec<Source> = Vec::new();
+            for &i in doc.owners(p).iter().chain(doc.pending_owners(p)) {
+                let Some(m) = doc.members.get(i as usize) else {
+                    continue;
+                };
+                if i == me || m.state == MemberState::Down || m.addr.is_empty() {
+                    continue;
+                }
+                if sources.iter().any(|s| s.addr == m.addr) {
+                    continue;
+                }
+                sources.push(Source {
+                    addr: m.addr.clone(),
+                    serving: m.state.serves_reads(),
+                });
+            }
+            // Stable: table order (primary first) within each group.
+            sources.sort_by_key(|s| !s.serving);
+            Pull {
+                partition: p,
+                fence_epoch: n.fence_epoch,
+                generation: n.generation,
+                sources,
+            }
+        })
+        .collect()
 }
 
 /// Partitions whose data this node should drop under `view` (pure): none while a migration is
@@ -84,30 +138,52 @@ pub fn to_drop(view: &RingView) -> Vec<u32> {
         .collect()
 }
 
+/// Why one source could not serve a pull.
+#[derive(Debug)]
+enum PullError {
+    /// The source does not hold the partition completely (a definite answer).
+    Incomplete(String),
+    /// Anything else (connection, timeout, broken stream): it may work later.
+    Transient(String),
+}
+
 /// Pulls one partition from `addr`, resuming after `cursor`; returns (keys, bytes) applied.
+/// Every record received confirms the local entry of its key, so that afterwards the entries
+/// the source did not send can be told apart (see [`pull_one`]).
 async fn pull_from(
     s: &SharedState,
     view: &RingView,
     addr: &str,
     p: u32,
     cursor: &mut Option<Vec<u8>>,
-) -> Result<(u64, u64), String> {
-    let resp = s
+) -> Result<(u64, u64), PullError> {
+    let resp = match s
         .peers
         .pull(addr, p, cursor.as_deref(), view.epoch(), view.self_addr())
         .await
-        .map_err(|e: PeerError| e.to_string())?;
+    {
+        Ok(r) => r,
+        Err(PeerError::Status { status, body, .. }) if status == 503 && is_incomplete(&body) => {
+            return Err(PullError::Incomplete(format!("{addr}: {body}")));
+        }
+        Err(e) => return Err(PullError::Transient(e.to_string())),
+    };
+    let transient = |e: String| PullError::Transient(format!("{addr}: {e}"));
     let mut body = resp.bytes_stream();
     let mut dec = Decoder::new();
     let (mut keys, mut bytes) = (0u64, 0u64);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("{addr}: {e}"))?;
-        dec.feed(&chunk).map_err(|e| format!("{addr}: {e}"))?;
-        while let Some(rec) = dec.next_record().map_err(|e| format!("{addr}: {e}"))? {
+        let chunk = chunk.map_err(|e| transient(e.to_string()))?;
+        dec.feed(&chunk).map_err(|e| transient(e.to_string()))?;
+        while let Some(rec) = dec.next_record().map_err(|e| transient(e.to_string()))? {
             let size = rec.key.len() + rec.value.as_ref().map_or(0, |v| v.len());
-            s.engine
+            let applied = s
+                .engine
                 .apply(&rec, s.clock.now_ms())
-                .map_err(|e| format!("applying pulled entry: {e}"))?;
+                .map_err(|e| transient(format!("applying pulled entry: {e}")))?;
+            if applied == crate::engine::Applied::Stale {
+                s.engine.confirm(&rec.key);
+            }
             keys += 1;
             bytes += size as u64;
             s.metrics.migration_keys.fetch_add(1, Ordering::Relaxed);
@@ -117,16 +193,22 @@ async fn pull_from(
             *cursor = Some(rec.key.to_vec());
         }
     }
-    dec.finish().map_err(|e| format!("{addr}: {e}"))?;
+    dec.finish().map_err(|e| transient(e.to_string()))?;
     Ok((keys, bytes))
 }
 
+fn is_incomplete(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v["code"] == INCOMPLETE)
+}
+
 /// The write fence: waits until this node and every other member that takes writes serve with
-/// at least `view`'s epoch and coordinate no write routed under an older one (see `fence`). From
-/// then on every write also reaches this node, and every earlier one has landed at the owners it
-/// pulls from, so a pull started afterwards misses nothing. Returns false if the ring changed
-/// meanwhile.
-async fn wait_for_peers(s: &SharedState, view: &RingView) -> bool {
+/// at least `fence_epoch` and coordinate no write routed under an older ring (see `fence`). From
+/// then on every write of the partitions to pull also reaches this node, and every earlier one
+/// has landed at the owners it pulls from, so a pull started afterwards misses nothing. A peer
+/// already on a newer ring teaches it to this node first. Returns false if the ring changed.
+async fn wait_for_peers(s: &SharedState, view: &RingView, fence_epoch: u64) -> bool {
     let peers: Vec<&str> = view
         .doc
         .members
@@ -142,10 +224,10 @@ async fn wait_for_peers(s: &SharedState, view: &RingView) -> bool {
         if s.ring.epoch() != e {
             return false;
         }
-        if super::fence::settled(e, s.ring.epoch(), s.writes.oldest()) {
+        if super::fence::settled(fence_epoch, s.ring.epoch(), s.writes.oldest()) {
             break;
         }
-        s.migration.lock().waiting_for = Some("self".into());
+        s.progress.lock().waiting_for = Some("self".into());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for addr in peers {
@@ -154,7 +236,12 @@ async fn wait_for_peers(s: &SharedState, view: &RingView) -> bool {
                 return false;
             }
             match s.peers.writer_state(addr, e, view.self_addr()).await {
-                Ok((epoch, oldest)) if super::fence::settled(e, epoch, oldest) => break,
+                Ok((epoch, _)) if epoch > e => {
+                    // This node is behind: pulling under its ring could miss writes the newer
+                    // one routes elsewhere. Learn the newer ring, then plan again.
+                    super::observe_epoch(s, Some(epoch), addr);
+                }
+                Ok((epoch, oldest)) if super::fence::settled(fence_epoch, epoch, oldest) => break,
                 Ok((epoch, oldest)) => {
                     tracing::debug!(
                         peer = addr,
@@ -167,124 +254,204 @@ async fn wait_for_peers(s: &SharedState, view: &RingView) -> bool {
                     tracing::debug!(peer = addr, error = %err, "waiting for peer to reach the epoch")
                 }
             }
-            s.migration.lock().waiting_for = Some(addr.to_string());
+            s.progress.lock().waiting_for = Some(addr.to_string());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    s.migration.lock().waiting_for = None;
+    s.progress.lock().waiting_for = None;
     true
 }
 
-/// Partitions pulled concurrently.
-pub const PULL_CONCURRENCY: usize = 4;
+/// How one partition's pull ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Complete,
+    Lost,
+    /// Not now: a source may still become available (the ring still names one as serving, or
+    /// one could not be reached). The task tries again.
+    Later,
+}
 
-/// Pulls one partition (retrying each source a few times), updating the status.
-async fn pull_one(s: &SharedState, view: &Arc<RingView>, pull: Pull) -> bool {
-    if s.ring.epoch() != view.epoch() {
-        return false;
-    }
+/// Pulls one partition, trying each source, and records the outcome.
+///
+/// Once the whole partition has arrived, local entries the source did not send and that are
+/// older than the tombstone grace are removed: the source forgot them (a delete whose tombstone
+/// it has purged, or an eviction), and keeping them would bring a deleted value back from an old
+/// snapshot or from this node's life before it went down. Younger unconfirmed entries stay: they
+/// may be writes still on their way to the source.
+async fn pull_one(s: &SharedState, view: &Arc<RingView>, pull: Pull) -> Outcome {
+    let started = s.engine.current_tick();
     let mut cursor = None;
-    let mut pulled = pull.sources.is_empty();
     let mut last_err = None;
-    for attempt in 0..3 {
+    for attempt in 0..3u32 {
+        let mut transient = false;
         for src in &pull.sources {
-            match pull_from(s, view, src, pull.partition, &mut cursor).await {
+            match pull_from(s, view, &src.addr, pull.partition, &mut cursor).await {
                 Ok((k, b)) => {
-                    let mut st = s.migration.lock();
-                    st.keys += k;
-                    st.bytes += b;
-                    pulled = true;
-                    break;
+                    {
+                        let mut st = s.progress.lock();
+                        st.keys += k;
+                        st.bytes += b;
+                    }
+                    let now = s.clock.now_ms();
+                    let horizon = crate::engine::hlc::compose(
+                        now.saturating_sub(s.engine.config().tombstone_grace_ms),
+                        0,
+                    );
+                    let removed = s
+                        .engine
+                        .remove_unconfirmed(pull.partition, started, horizon)
+                        .unwrap_or(0);
+                    if removed > 0 {
+                        tracing::info!(
+                            partition = pull.partition,
+                            removed,
+                            "removed old entries the complete source no longer has"
+                        );
+                    }
+                    let ok = s.ring.completeness().finish(
+                        pull.partition,
+                        pull.generation,
+                        PartState::Complete,
+                    );
+                    if ok {
+                        s.metrics
+                            .migration_partitions
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Outcome::Complete;
+                    }
+                    // Continuity broke while pulling (this member went down, or the partition
+                    // moved away): what was copied proves nothing.
+                    return Outcome::Later;
                 }
-                Err(e) => {
-                    tracing::warn!(partition = pull.partition, source = %src, attempt, error = %e, "pull failed");
+                Err(PullError::Incomplete(e)) => {
+                    tracing::debug!(partition = pull.partition, source = %src.addr, error = %e, "source does not hold the partition");
                     last_err = Some(e);
+                }
+                Err(PullError::Transient(e)) => {
+                    tracing::warn!(partition = pull.partition, source = %src.addr, attempt, error = %e, "pull failed");
+                    last_err = Some(e);
+                    transient = true;
                 }
             }
         }
-        if pulled {
-            break;
+        if !transient && !pull.sources.iter().any(|src| src.serving) {
+            // Every owner that is not down answered that it holds the partition incompletely,
+            // and none is serving: nothing complete is left anywhere.
+            let recorded =
+                s.ring
+                    .completeness()
+                    .finish(pull.partition, pull.generation, PartState::Lost);
+            if recorded {
+                s.metrics.partitions_lost.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    partition = pull.partition,
+                    epoch = view.epoch(),
+                    sources = pull.sources.len(),
+                    "partition unrecoverable: no complete copy left"
+                );
+                return Outcome::Lost;
+            }
+            return Outcome::Later;
         }
-        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
     }
-    let mut st = s.migration.lock();
-    if pulled {
-        st.partitions_done += 1;
-        s.metrics
-            .migration_partitions
-            .fetch_add(1, Ordering::Relaxed);
-    } else {
-        st.error = last_err.map(|e| format!("partition {}: {e}", pull.partition));
-    }
-    pulled
+    s.progress.lock().error = last_err.map(|e| format!("partition {}: {e}", pull.partition));
+    Outcome::Later
 }
 
-/// Pulls every partition of `pulls`, updating the status as it goes. Returns true when all
-/// partitions were pulled (or had no live source), false if the ring changed or errors remain.
-async fn execute(s: &SharedState, view: &Arc<RingView>, pulls: Vec<Pull>) -> bool {
+/// One round: fence, then pull every needed partition. Returns false when work remains.
+async fn execute(s: &SharedState, view: &Arc<RingView>, needed: Vec<Needed>) -> bool {
     {
-        let mut st = s.migration.lock();
-        *st = MigrationStatus {
-            epoch: view.epoch(),
-            partitions_total: pulls.len() as u64,
-            done: pulls.is_empty(),
-            ..Default::default()
-        };
+        let mut pr = s.progress.lock();
+        if pr.closed {
+            *pr = Progress::default();
+        }
+        pr.round.extend(needed.iter().map(|n| n.partition));
+        pr.error = None;
     }
-    if pulls.iter().any(|p| !p.sources.is_empty()) && !wait_for_peers(s, view).await {
+    let pulls = plan(view, &needed);
+    let fence_epoch = pulls.iter().map(|p| p.fence_epoch).max().unwrap_or(0);
+    let any_source = pulls.iter().any(|p| !p.sources.is_empty());
+    if any_source && !wait_for_peers(s, view, fence_epoch).await {
         return false;
     }
+    tracing::info!(
+        epoch = view.epoch(),
+        partitions = pulls.len(),
+        "pulling partitions"
+    );
     // A few partitions at a time: one stream per partition keeps memory bounded, several hide the
     // per-batch round trips.
-    let results: Vec<bool> = futures_util::stream::iter(pulls)
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(pulls)
         .map(|pull| pull_one(s, view, pull))
         .buffer_unordered(PULL_CONCURRENCY)
         .collect()
         .await;
-    let ok = results.iter().all(|&r| r) && s.ring.epoch() == view.epoch();
-    let mut st = s.migration.lock();
-    st.done = ok;
-    ok
+    outcomes.iter().all(|o| *o != Outcome::Later)
 }
 
-/// The migration task: runs at start (recovery) and after every ring change.
-pub async fn run(s: SharedState, mut recover: bool) {
-    let mut last_done_epoch: Option<u64> = None;
+/// The report of `GET /internal/v1/migration`, read from the completeness of the current ring.
+pub fn status(s: &SharedState) -> MigrationStatus {
+    let view = s.ring.get();
+    let completeness = s.ring.completeness();
+    let summary = completeness.summary(&view);
+    let needed = completeness.needed().len() as u64;
+    let pr = s.progress.lock();
+    let total = (pr.round.len() as u64).max(needed);
+    MigrationStatus {
+        epoch: summary.epoch,
+        partitions_total: total,
+        partitions_done: if summary.done { total } else { total - needed },
+        keys: pr.keys,
+        bytes: pr.bytes,
+        done: summary.done,
+        error: if summary.done { None } else { pr.error.clone() },
+        waiting_for: pr.waiting_for.clone(),
+        incarnation: completeness.incarnation().to_string(),
+        unrecoverable: completeness.lost(),
+        ready: summary.ready && !(s.expects_ring && view.epoch() == 0),
+        stale_replicas: s.replication.stale_members(&view),
+    }
+}
+
+/// The migration task: runs for the life of the process, after every ring change and every
+/// second while work remains.
+pub async fn run(s: SharedState) {
+    let mut dropped_for: Option<u64> = None;
     loop {
         let view = s.ring.get();
-        let me_recovering = view
-            .self_index
-            .and_then(|i| view.doc.members.get(i as usize))
-            .is_some_and(|m| m.state == MemberState::Recovering);
-        let needs = last_done_epoch != Some(view.epoch());
-        if needs {
-            let pulls = plan(&view, recover || me_recovering);
-            let n = pulls.len();
-            if n > 0 {
+        let needed = s.ring.completeness().needed();
+        let finished = if needed.is_empty() {
+            true
+        } else {
+            execute(&s, &view, needed).await
+        };
+        if finished && s.ring.completeness().needed().is_empty() {
+            let mut pr = s.progress.lock();
+            if !pr.closed && !pr.round.is_empty() {
                 tracing::info!(
-                    epoch = view.epoch(),
-                    partitions = n,
-                    recover,
-                    "pulling partitions"
+                    epoch = s.ring.epoch(),
+                    partitions = pr.round.len(),
+                    keys = pr.keys,
+                    "every partition is complete or lost"
                 );
             }
-            if execute(&s, &view, pulls).await {
-                last_done_epoch = Some(view.epoch());
-                recover = false;
-                if !s.ready.swap(true, Ordering::AcqRel) {
-                    tracing::info!(epoch = view.epoch(), "recovery done: ready");
-                }
-                for p in to_drop(&view) {
-                    match s.engine.drop_partition(p) {
-                        Ok(n) if n > 0 => tracing::info!(
-                            partition = p,
-                            entries = n,
-                            "dropped partition no longer owned"
-                        ),
-                        _ => {}
-                    }
+            pr.closed = true;
+            pr.error = None;
+        }
+        if dropped_for != Some(view.epoch()) && view.doc.pending.is_none() {
+            for p in to_drop(&view) {
+                match s.engine.drop_partition(p) {
+                    Ok(n) if n > 0 => tracing::info!(
+                        partition = p,
+                        entries = n,
+                        "dropped partition no longer owned"
+                    ),
+                    _ => {}
                 }
             }
+            dropped_for = Some(view.epoch());
         }
         // Wake on a ring change, or retry unfinished work after a second.
         let _ = tokio::time::timeout(Duration::from_secs(1), s.ring_changed.notified()).await;
@@ -301,6 +468,7 @@ mod tests {
             id: id.into(),
             addr: format!("127.0.0.{n}:7070"),
             state,
+            incarnation: None,
         };
         RingDoc {
             version: 1,
@@ -320,40 +488,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_gainer_pulls_exactly_its_new_partitions_from_current_owners() {
-        let view = RingView::new(doc(), "c");
-        let pulls = plan(&view, false);
-        assert_eq!(
-            pulls,
-            vec![
-                Pull {
-                    partition: 0,
-                    sources: vec!["127.0.0.2:7070".into(), "127.0.0.3:7070".into()]
-                },
-                Pull {
-                    partition: 2,
-                    sources: vec!["127.0.0.2:7070".into(), "127.0.0.3:7070".into()]
-                },
-            ]
-        );
-        // Current owners gain nothing; without recovery they pull nothing.
-        assert!(plan(&RingView::new(doc(), "a"), false).is_empty());
+    fn needed(ps: &[u32]) -> Vec<Needed> {
+        ps.iter()
+            .map(|&partition| Needed {
+                partition,
+                fence_epoch: 3,
+                generation: 0,
+            })
+            .collect()
+    }
+
+    fn src(n: u8, serving: bool) -> Source {
+        Source {
+            addr: format!("127.0.0.{n}:7070"),
+            serving,
+        }
     }
 
     #[test]
-    fn recovery_pulls_every_owned_partition_from_live_co_owners() {
+    fn a_gainer_pulls_from_the_current_owners_first() {
+        let view = RingView::new(doc(), "c");
+        let pulls = plan(&view, &needed(&[0, 2]));
+        assert_eq!(pulls[0].sources, vec![src(2, true), src(3, true)]);
+        assert_eq!(pulls[1].sources, vec![src(2, true), src(3, true)]);
+    }
+
+    #[test]
+    fn recovering_members_are_sources_of_last_resort_and_down_ones_never() {
         let mut d = doc();
         d.pending = None;
         d.members[2].state = MemberState::Up;
-        d.members[1].state = MemberState::Recovering;
-        let pulls = plan(&RingView::new(d, "b"), true);
-        assert_eq!(pulls.len(), 4);
-        assert!(
-            pulls
-                .iter()
-                .all(|p| p.sources == vec!["127.0.0.2:7070".to_string()])
-        );
+        d.members[0].state = MemberState::Recovering;
+        d.table[2] = vec![0, 1];
+        let pulls = plan(&RingView::new(d.clone(), "b"), &needed(&[0]));
+        assert_eq!(pulls[0].sources, vec![src(2, false)]);
+        d.members[0].state = MemberState::Down;
+        let pulls = plan(&RingView::new(d, "b"), &needed(&[0]));
+        assert!(pulls[0].sources.is_empty());
     }
 
     #[test]
@@ -364,5 +535,12 @@ mod tests {
         committed.members[2].state = MemberState::Up;
         assert_eq!(to_drop(&RingView::new(committed.clone(), "a")), vec![2]);
         assert_eq!(to_drop(&RingView::new(committed, "c")), vec![1, 3]);
+    }
+
+    #[test]
+    fn only_an_incomplete_answer_counts_as_a_refusal() {
+        assert!(is_incomplete(r#"{"error":"x","code":"incomplete"}"#));
+        assert!(!is_incomplete(r#"{"error":"x","code":"unavailable"}"#));
+        assert!(!is_incomplete("gateway timeout"));
     }
 }

@@ -2,6 +2,7 @@
 //! hop with failover), replication of writes to every live write owner per `writeConsistency`,
 //! learning newer ring epochs from peers, and migration/recovery pulls ([`migration`]).
 
+pub mod completeness;
 pub mod fence;
 pub mod migration;
 pub mod peer;
@@ -11,7 +12,7 @@ pub mod replication;
 use crate::config::WriteConsistency;
 use crate::engine::Record;
 use crate::http::{ApiError, SharedState};
-use crate::ring_state::RingView;
+use crate::ring_state::{RingUpdate, RingUpdateError, RingView};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -55,10 +56,49 @@ fn push_key_escaped(s: &mut String, key: &[u8]) {
     }
 }
 
-/// Learns a newer epoch seen in a peer's header by fetching that peer's ring.
+/// Installs a ring document from any source (push, mounted file, a peer): the one place that
+/// does, so every install wakes the migration task and lets replication forget repaired owners.
+pub fn install_ring(
+    s: &SharedState,
+    bytes: &[u8],
+    via: &str,
+) -> Result<RingUpdate, RingUpdateError> {
+    let r = s.ring.update_json(bytes);
+    match &r {
+        Ok(RingUpdate::Accepted) => {
+            let view = s.ring.get();
+            tracing::info!(epoch = view.epoch(), via, "ring accepted");
+            s.replication.on_ring(&view);
+            s.ring_changed.notify_waiters();
+        }
+        Ok(RingUpdate::SameEpoch) => {}
+        Err(e @ RingUpdateError::SameEpochConflict { .. }) => {
+            s.metrics
+                .ring_conflicts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(via, error = %e, "ring refused");
+        }
+        Err(e) => tracing::debug!(via, error = %e, "ring not taken"),
+    }
+    r
+}
+
+/// Learns a newer epoch seen in a header: fetches the ring from `addr`, but only when `addr` is
+/// a member of this node's current ring (the header itself proves nothing: anyone can send it),
+/// with the internal token, size-bounded, and installs it only if it validates.
 pub fn observe_epoch(s: &SharedState, epoch: Option<u64>, addr: &str) {
     let Some(e) = epoch else { return };
     if e <= s.ring.epoch() || addr.is_empty() {
+        return;
+    }
+    let view = s.ring.get();
+    let is_member = view
+        .doc
+        .members
+        .iter()
+        .enumerate()
+        .any(|(i, m)| m.addr == addr && Some(i as u32) != view.self_index);
+    if !is_member {
         return;
     }
     if s.learning_epoch
@@ -70,15 +110,10 @@ pub fn observe_epoch(s: &SharedState, epoch: Option<u64>, addr: &str) {
     let s = s.clone();
     let addr = addr.to_string();
     tokio::spawn(async move {
-        match s.peers.fetch_ring(&addr, s.auth_token.as_deref()).await {
-            Ok(body) => match s.ring.update_json(&body) {
-                Ok(crate::ring_state::RingUpdate::Accepted) => {
-                    tracing::info!(epoch = s.ring.epoch(), from = %addr, "newer ring learned from a peer");
-                    s.ring_changed.notify_waiters();
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(from = %addr, error = %e, "peer ring not taken"),
-            },
+        match s.peers.fetch_ring(&addr).await {
+            Ok(body) => {
+                let _ = install_ring(&s, &body, "peer");
+            }
             Err(e) => {
                 tracing::debug!(from = %addr, error = %e, "cannot fetch peer ring");
                 // Let the next request carrying this epoch try again.
@@ -118,18 +153,20 @@ pub async fn read(s: &SharedState, key: &[u8], forwarded: bool) -> Result<Option
     let now = s.clock.now_ms();
     let view = s.ring.get();
     require_ring(s, &view)?;
-    if view.serves_read(p) {
+    let complete = s.ring.completeness().is_complete(p);
+    if complete && view.serves_read(p) {
         return Ok(s.engine.get(key, now));
     }
     if forwarded {
-        // Our ring and the sender's disagree; answer with what we have rather than bounce.
-        return match s.engine.get(key, now) {
-            Some(v) => Ok(Some(v)),
-            None => Err(ApiError::unavailable(format!(
-                "forwarded read for partition {p}, which this node does not serve at epoch {}",
-                view.epoch()
-            ))),
-        };
+        // The sender's ring says this node serves the partition and ours does not (yet): answer
+        // when the partition is complete here, never from a partial store.
+        if complete {
+            return Ok(s.engine.get(key, now));
+        }
+        return Err(ApiError::unavailable(format!(
+            "forwarded read for partition {p}, which this node does not hold completely at epoch {}",
+            view.epoch()
+        )));
     }
     let owners = view.doc.read_owners(p);
     let from = pipeline::Sender {
@@ -283,8 +320,14 @@ async fn replicate(
                         view.self_addr(),
                     )
                     .await;
-                if let Ok(epoch) = &r {
-                    observe_epoch(&s, *epoch, &addr);
+                match &r {
+                    Ok(epoch) => observe_epoch(&s, *epoch, &addr),
+                    // With `quorum` the write may be acknowledged without this owner; it must
+                    // then copy its partitions again before it counts as complete.
+                    Err(_) if s.write_consistency != WriteConsistency::All => {
+                        s.replication.mark_stale(&addr)
+                    }
+                    Err(_) => {}
                 }
                 r
             })

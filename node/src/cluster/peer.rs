@@ -15,6 +15,9 @@ pub const EPOCH: &str = "x-ringcache-epoch";
 /// `ip:port` of the sender, so a receiver that learns of a newer epoch knows whom to ask.
 pub const ORIGIN: &str = "x-ringcache-origin";
 
+/// Largest ring document accepted from anywhere (65 536 partitions × 7 owners fit easily).
+pub const MAX_RING_BYTES: usize = 16 << 20;
+
 /// Per-hop timeout of forwarded requests and replica writes.
 pub const HOP_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -291,21 +294,41 @@ impl Peers {
         }
     }
 
-    /// `GET /v1/ring` of a peer (public route; the auth token is passed when configured).
-    pub async fn fetch_ring(&self, addr: &str, auth: Option<&str>) -> Result<Bytes, PeerError> {
-        let mut rb = self
-            .http
-            .get(format!("http://{addr}/v1/ring"))
-            .timeout(HOP_TIMEOUT);
-        if let Some(t) = auth {
-            rb = rb.bearer_auth(t);
-        }
+    /// `GET /internal/v1/ring` of a peer, with the internal token (never the client's), the
+    /// body bounded by [`MAX_RING_BYTES`].
+    pub async fn fetch_ring(&self, addr: &str) -> Result<Bytes, PeerError> {
         let http = |source| PeerError::Http {
             addr: addr.to_string(),
             source,
         };
-        let resp = check(addr, rb.send().await.map_err(http)?).await?;
-        resp.bytes().await.map_err(http)
+        let rb = self
+            .http
+            .get(format!("http://{addr}/internal/v1/ring"))
+            .timeout(HOP_TIMEOUT);
+        let rb = match &self.internal_token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        };
+        let mut resp = check(addr, rb.send().await.map_err(http)?).await?;
+        let too_large = || PeerError::Status {
+            addr: addr.to_string(),
+            status: 413,
+            body: format!("ring document larger than {MAX_RING_BYTES} bytes"),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_RING_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(http)? {
+            if body.len() + chunk.len() > MAX_RING_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 }
 

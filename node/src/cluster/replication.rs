@@ -2,12 +2,21 @@
 //! that batches records per target and retries with backoff. Queue length, lag and errors are
 //! exported as metrics. When the queue is full the write replicates synchronously instead
 //! (back-pressure rather than silently dropping replica writes).
+//!
+//! A replica write that still fails after its retries leaves that owner without a write this
+//! node acknowledged (with `one`, or a `quorum` straggler). The owner is then recorded as
+//! *stale* and reported on `/internal/v1/migration`; the operator moves it to `recovering`, which
+//! makes it copy its partitions again from complete owners. The record is forgotten once a ring
+//! shows that owner `down` or `recovering` (or no longer at that address).
 
 use super::fence::WriteGuard;
 use super::peer::Peers;
 use crate::engine::Record;
 use crate::metrics::Metrics;
-use std::collections::HashMap;
+use crate::ring_state::RingView;
+use parking_lot::Mutex;
+use ringcache_ring::MemberState;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -34,14 +43,46 @@ pub struct Replicator {
     tx: mpsc::Sender<Item>,
     peers: Peers,
     metrics: Arc<Metrics>,
+    stale: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Replicator {
     /// Creates the queue and spawns its worker (needs a Tokio runtime).
     pub fn start(peers: Peers, metrics: Arc<Metrics>) -> Replicator {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(worker(rx, peers.clone(), metrics.clone()));
-        Replicator { tx, peers, metrics }
+        let stale: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        tokio::spawn(worker(rx, peers.clone(), metrics.clone(), stale.clone()));
+        Replicator {
+            tx,
+            peers,
+            metrics,
+            stale,
+        }
+    }
+
+    /// Records that the owner at `addr` lacks a write this node acknowledged.
+    pub fn mark_stale(&self, addr: &str) {
+        mark(&self.stale, &self.metrics, addr);
+    }
+
+    /// Forgets stale owners that `view` shows repaired or being repaired.
+    pub fn on_ring(&self, view: &RingView) {
+        self.stale.lock().retain(|addr| {
+            view.doc.members.iter().any(|m| {
+                &m.addr == addr && !matches!(m.state, MemberState::Down | MemberState::Recovering)
+            })
+        });
+    }
+
+    /// Member ids of the stale owners, as `view` names them.
+    pub fn stale_members(&self, view: &RingView) -> Vec<String> {
+        let stale = self.stale.lock();
+        view.doc
+            .members
+            .iter()
+            .filter(|m| stale.contains(&m.addr))
+            .map(|m| m.id.clone())
+            .collect()
     }
 
     pub async fn enqueue(
@@ -78,6 +119,7 @@ impl Replicator {
                             .replication_errors
                             .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "synchronous fallback replication failed");
+                        self.mark_stale(t);
                     }
                 }
             }
@@ -85,7 +127,24 @@ impl Replicator {
     }
 }
 
-async fn worker(mut rx: mpsc::Receiver<Item>, peers: Peers, metrics: Arc<Metrics>) {
+fn mark(stale: &Mutex<BTreeSet<String>>, metrics: &Metrics, addr: &str) {
+    if stale.lock().insert(addr.to_string()) {
+        metrics
+            .stale_replicas_marked
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target_addr = addr,
+            "replica missed an acknowledged write; reported as stale until it recovers"
+        );
+    }
+}
+
+async fn worker(
+    mut rx: mpsc::Receiver<Item>,
+    peers: Peers,
+    metrics: Arc<Metrics>,
+    stale: Arc<Mutex<BTreeSet<String>>>,
+) {
     let mut buf = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut buf, BATCH).await > 0 {
         metrics
@@ -116,6 +175,8 @@ async fn worker(mut rx: mpsc::Receiver<Item>, peers: Peers, metrics: Arc<Metrics
                         if attempt < RETRIES {
                             tokio::time::sleep(delay).await;
                             delay *= 2;
+                        } else {
+                            mark(&stale, &metrics, target);
                         }
                     }
                 }

@@ -6,6 +6,9 @@
 //! `max_memory` evict first (LRU or LFU, approximated like Redis by sampling `eviction_samples`
 //! entries spread over partitions and evicting the coldest of them; exact when the cache holds no
 //! more entries than the sample) or are refused with [`EngineError::Full`] under `none`.
+//! Tombstones are never evicted: they leave only when their grace ends (the sweep), so a delete
+//! cannot be undone by an older copy arriving later. A cache full of fresh tombstones refuses
+//! writes until the sweep frees them.
 //! The bound is soft by at most the entries being written concurrently.
 
 mod entry;
@@ -398,7 +401,7 @@ impl Engine {
             if len == 0 {
                 continue;
             }
-            let take = per_part.min(len).min(samples - seen);
+            let take = per_part.min(len).min(samples.saturating_sub(seen).max(1));
             // Exhaustive when the partition is small enough; otherwise random positions.
             let offset = if len <= take {
                 0
@@ -412,13 +415,18 @@ impl Engine {
                     (offset + j * (len / take).max(1)) % len
                 };
                 if let Some((k, e)) = map.get_index(idx) {
+                    // A tombstone is never evicted before its grace ends: without it, a replica
+                    // or a pull could bring the deleted value back.
+                    if e.tombstone {
+                        continue;
+                    }
+                    seen += 1;
                     let s = self.score(e, now_ms);
                     if best.as_ref().is_none_or(|(bs, _, _)| s < *bs) {
                         best = Some((s, p, k.clone()));
                     }
                 }
             }
-            seen += take;
             if seen >= samples {
                 break;
             }
@@ -471,6 +479,46 @@ impl Engine {
         }
         picked.sort_unstable_by(|a, b| a.0.cmp(b.0));
         Ok(picked.into_iter().map(|(k, e)| to_record(k, e)).collect())
+    }
+
+    /// The access clock now: entries stored or confirmed from here on carry a tick at least this.
+    pub fn current_tick(&self) -> u64 {
+        self.tick.load(Ordering::Relaxed)
+    }
+
+    /// Marks the entry of `key` as seen now (a pulled record equal to or older than it).
+    pub fn confirm(&self, key: &[u8]) {
+        if let Some(e) = self.part(key).read().get(key) {
+            e.last_access.store(self.next_tick(), Ordering::Relaxed);
+        }
+    }
+
+    /// Removes entries of partition `p` neither stored nor confirmed since tick `since` whose
+    /// version is older than `older_than`. Returns how many.
+    pub fn remove_unconfirmed(
+        &self,
+        p: u32,
+        since: u64,
+        older_than: u64,
+    ) -> Result<usize, EngineError> {
+        let part = self
+            .parts
+            .get(p as usize)
+            .ok_or(EngineError::NoSuchPartition(p))?;
+        let mut map = part.write();
+        let mut freed = 0u64;
+        let mut removed = 0usize;
+        map.retain(|k, e| {
+            let keep = e.last_access.load(Ordering::Relaxed) >= since || e.version >= older_than;
+            if !keep {
+                freed += entry_size(k.len(), e.value.len());
+                self.count_kind(e.tombstone, -1);
+                removed += 1;
+            }
+            keep
+        });
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
+        Ok(removed)
     }
 
     /// Removes every entry of partition `p` (after the ring no longer gives it to this node).

@@ -208,6 +208,53 @@ fn eviction_keeps_memory_under_the_bound_over_many_writes() {
 }
 
 #[test]
+fn tombstones_outlive_eviction_pressure_so_old_copies_cannot_come_back() {
+    let max = 50 * entry_size(8, 100);
+    let e = engine(max, EvictionPolicy::Lru);
+    let old = e.set(b"deleted!", b("old value"), None, T0).unwrap();
+    e.delete(b"deleted!", T0).unwrap();
+    // The tombstone is now the least recently used entry; fill the cache many times over.
+    for i in 0..2_000u32 {
+        let k = format!("key{i:05}");
+        e.set(k.as_bytes(), Bytes::from(vec![1u8; 100]), None, T0 + 1)
+            .unwrap();
+    }
+    assert!(e.stats().evictions > 1_900);
+    let kept = e.get_record(b"deleted!", T0 + 1).expect("tombstone kept");
+    assert!(kept.is_tombstone());
+    // A replica or pull still carrying the value is older than the delete: refused.
+    assert_eq!(e.apply(&old, T0 + 1), Ok(Applied::Stale));
+    assert_eq!(e.get(b"deleted!", T0 + 1), None);
+}
+
+#[test]
+fn entries_a_pull_did_not_confirm_are_removed_only_when_old() {
+    let e = Engine::new(EngineConfig::new(1, 1 << 20, EvictionPolicy::Lru));
+    let old = |k: &str| Record {
+        key: b(k),
+        version: hlc::compose(T0 - 3_600_000, 0),
+        expires_at: 0,
+        value: Some(b("from long ago")),
+    };
+    // Before the pull: two old entries, one of which the source still has.
+    e.apply(&old("kept-by-source"), T0).unwrap();
+    e.apply(&old("forgotten-by-source"), T0).unwrap();
+    let since = e.current_tick();
+    // The pull sends the one the source has (same version: stale here, but confirmed)…
+    assert_eq!(e.apply(&old("kept-by-source"), T0), Ok(Applied::Stale));
+    e.confirm(b"kept-by-source");
+    // …and a write arrives meanwhile that the source has not seen yet.
+    e.set(b"written-during-pull", b("new"), None, T0).unwrap();
+    let horizon = hlc::compose(T0 - 600_000, 0);
+    assert_eq!(e.remove_unconfirmed(0, since, horizon), Ok(1));
+    assert!(e.get(b"kept-by-source", T0).is_some());
+    assert!(e.get(b"written-during-pull", T0).is_some());
+    assert!(e.get(b"forgotten-by-source", T0).is_none());
+    assert_eq!(e.stats().items, 2);
+    assert_eq!(e.stats().bytes, entry_size(14, 13) + entry_size(19, 3));
+}
+
+#[test]
 fn scan_partition_pages_in_key_order_including_tombstones() {
     let e = Engine::new(EngineConfig::new(1, 1 << 20, EvictionPolicy::Lru));
     for i in 0..25u32 {

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::sync::atomic::Ordering;
 
 pub async fn ring(State(s): State<SharedState>) -> Response {
     let view = s.ring.get();
@@ -35,7 +34,7 @@ pub fn stats_of(s: &SharedState) -> Stats {
         engine: s.engine.stats(),
         partitions_owned: view.partitions_owned() as u64,
         epoch: view.epoch(),
-        ready: s.ready.load(Ordering::Acquire),
+        ready: crate::cluster::migration::status(s).ready,
     }
 }
 
@@ -44,29 +43,56 @@ pub async fn stats(State(s): State<SharedState>) -> Json<Stats> {
 }
 
 /// Liveness, plus what a migrating peer's write fence needs: this node's epoch and the oldest
-/// epoch of any write it still coordinates, read in that order (see `cluster::fence`).
+/// epoch of any write it still coordinates, read in that order (see `cluster::fence`), and this
+/// process's incarnation.
 pub async fn healthz(State(s): State<SharedState>) -> Json<serde_json::Value> {
     let epoch = s.ring.epoch();
     let oldest = s.writes.oldest();
-    Json(serde_json::json!({ "status": "ok", "epoch": epoch, "oldestWriteEpoch": oldest }))
+    Json(serde_json::json!({
+        "status": "ok",
+        "epoch": epoch,
+        "oldestWriteEpoch": oldest,
+        "incarnation": s.ring.completeness().incarnation(),
+    }))
 }
 
+/// Ready once the ring is loaded, this member is not `down`, and every partition it owns in the
+/// current table is complete here (or recorded lost): never on a ring file's word alone.
 pub async fn readyz(State(s): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {
-    if s.ready.load(Ordering::Acquire) {
+    let st = crate::cluster::migration::status(&s);
+    if st.ready {
         Ok(Json(
-            serde_json::json!({ "ready": true, "epoch": s.ring.epoch() }),
+            serde_json::json!({ "ready": true, "epoch": st.epoch }),
         ))
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            "ring not loaded or recovery not finished",
+            format!(
+                "not ready at epoch {}: ring not loaded, member down, or {} of {} partitions still to copy",
+                st.epoch,
+                st.partitions_total - st.partitions_done,
+                st.partitions_total
+            ),
         ))
     }
 }
 
+/// Partitions whose first serving owner is this node and that have fewer serving owners than
+/// owners: each under-replicated partition is counted by exactly one node.
+fn under_replicated(view: &crate::ring_state::RingView) -> u64 {
+    let Some(me) = view.self_index else { return 0 };
+    (0..view.doc.partitions)
+        .filter(|&p| {
+            let readers = view.doc.read_owners(p);
+            readers.first() == Some(&me) && readers.len() < view.doc.owners(p).len()
+        })
+        .count() as u64
+}
+
 pub async fn metrics(State(s): State<SharedState>) -> Response {
     let st = stats_of(&s);
+    let view = s.ring.get();
     let snap = crate::metrics::Snapshot {
         hits: st.engine.hits,
         misses: st.engine.misses,
@@ -79,6 +105,8 @@ pub async fn metrics(State(s): State<SharedState>) -> Response {
         epoch: st.epoch,
         partitions_owned: st.partitions_owned,
         ready: st.ready,
+        unrecoverable: s.ring.completeness().lost().len() as u64,
+        under_replicated: under_replicated(&view),
     };
     (
         [(

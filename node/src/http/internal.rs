@@ -7,25 +7,23 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use bytes::Bytes;
 
-/// `PUT /internal/v1/ring`: 204 accepted or same epoch, 409 older epoch, 400 invalid.
+/// `PUT /internal/v1/ring`: 204 accepted or the same document again, 409 older epoch or a
+/// different document of the current epoch, 400 invalid.
 pub async fn put_ring(
     State(s): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let body = body.map_err(super::error::body_rejection)?;
-    match s.ring.update_json(&body) {
-        Ok(RingUpdate::Accepted) => {
-            tracing::info!(
-                epoch = s.ring.epoch(),
-                "ring accepted from PUT /internal/v1/ring"
-            );
-            s.ring_changed.notify_waiters();
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Ok(RingUpdate::SameEpoch) => Ok(StatusCode::NO_CONTENT),
+    match crate::cluster::install_ring(&s, &body, "push") {
+        Ok(RingUpdate::Accepted | RingUpdate::SameEpoch) => Ok(StatusCode::NO_CONTENT),
         Err(e @ RingUpdateError::OlderEpoch { .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "older_epoch",
+            e.to_string(),
+        )),
+        Err(e @ RingUpdateError::SameEpochConflict { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "epoch_conflict",
             e.to_string(),
         )),
         Err(e) => Err(ApiError::bad_request("invalid_ring", e.to_string())),
@@ -55,9 +53,15 @@ pub async fn get_many(
     let now = s.clock.now_ms();
     let mut out = bytes::BytesMut::with_capacity(4 + keys.len() * 128);
     out.put_u32_le(keys.len() as u32);
+    let completeness = s.ring.completeness();
     for k in keys {
-        let served = view.serves_read(s.engine.partition_of(k));
-        wire::put_result(&mut out, s.engine.get(k, now).as_deref(), served);
+        // Answered only from a partition held completely: a restarted or recovering node must
+        // not answer "not found" (or an old value) for a key it simply has not copied yet.
+        if completeness.is_complete(s.engine.partition_of(k)) {
+            wire::put_result(&mut out, s.engine.get(k, now).as_deref(), true);
+        } else {
+            wire::put_result(&mut out, None, false);
+        }
     }
     Ok((
         [(axum::http::header::CONTENT_TYPE, wire::RESULTS_CONTENT_TYPE)],
@@ -70,7 +74,7 @@ pub async fn get_many(
 pub async fn migration(
     State(s): State<SharedState>,
 ) -> axum::Json<crate::cluster::migration::MigrationStatus> {
-    axum::Json(s.migration.lock().clone())
+    axum::Json(crate::cluster::migration::status(&s))
 }
 
 /// `GET /internal/v1/partitions/{p}[?after=HEXKEY]`: the partition's entries (tombstones
@@ -83,6 +87,16 @@ pub async fn partition(
     use axum::response::IntoResponse;
     if p >= s.engine.partitions() {
         return Err(ApiError::not_found(format!("partition {p} does not exist")));
+    }
+    if !s.ring.completeness().is_complete(p) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::cluster::migration::INCOMPLETE,
+            format!(
+                "partition {p} is not complete on this node (restarted, recovering or not an owner at epoch {}); pull it from another owner",
+                s.ring.epoch()
+            ),
+        ));
     }
     let after = match q
         .as_deref()

@@ -73,7 +73,7 @@ pub async fn get(
     };
     // Fast path: a partition this node serves is answered without looking at the headers.
     let p = s.engine.partition_of(k);
-    let res = if s.ring.serves_read(p) {
+    let res = if s.ring.serves_read_locally(p) {
         Ok(s.engine.get(k, s.clock.now_ms()))
     } else {
         cluster::read(&s, k, req.headers().contains_key(FORWARDED)).await

@@ -22,7 +22,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get, post, put};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 /// Everything a handler can reach.
 pub struct AppState {
@@ -33,8 +32,6 @@ pub struct AppState {
     pub max_value_size: u64,
     pub auth_token: Option<String>,
     pub internal_token: Option<String>,
-    /// Ring loaded and recovery done.
-    pub ready: AtomicBool,
     /// Writes this node coordinates, by routing epoch (the migration fence).
     pub writes: Arc<crate::cluster::fence::WritesInFlight>,
     /// A ring file was configured: until a ring from it (epoch ≥ 1) is installed, the one-member
@@ -46,7 +43,9 @@ pub struct AppState {
     pub peers: crate::cluster::peer::Peers,
     pub replication: crate::cluster::replication::Replicator,
     pub write_consistency: crate::config::WriteConsistency,
-    pub migration: parking_lot::Mutex<crate::cluster::migration::MigrationStatus>,
+    /// Pull progress since everything was last complete (the rest of the migration report is
+    /// read from the ring's completeness).
+    pub progress: parking_lot::Mutex<crate::cluster::migration::Progress>,
     /// Highest peer epoch a ring fetch was started for (one fetch per epoch, not per request).
     pub learning_epoch: std::sync::atomic::AtomicU64,
 }
@@ -84,7 +83,9 @@ pub fn router(state: SharedState) -> Router {
     let internal = Router::new()
         .route(
             "/internal/v1/ring",
-            put(internal::put_ring).layer(DefaultBodyLimit::max(64 << 20)),
+            put(internal::put_ring)
+                .get(admin::ring)
+                .layer(DefaultBodyLimit::max(crate::cluster::peer::MAX_RING_BYTES)),
         )
         .route(
             "/internal/v1/get",

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
@@ -171,6 +171,13 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
             replicas: Some(replicas),
             service_name: Some(owner.names.peers_service()),
             pod_management_policy: Some("Parallel".into()),
+            // The operator restarts pods itself, one at a time and only once the previous one
+            // has recovered its data (a StatefulSet rolling update would delete the next pod as
+            // soon as the previous one is Ready, which is not the same thing).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                rolling_update: None,
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(cluster)),
                 ..LabelSelector::default()
@@ -370,6 +377,13 @@ mod tests {
         assert_eq!(spec.replicas, Some(4));
         assert_eq!(spec.service_name.as_deref(), Some("demo-peers"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(
+            spec.update_strategy
+                .as_ref()
+                .and_then(|u| u.type_.as_deref()),
+            Some("OnDelete"),
+            "rollouts are driven by the operator"
+        );
         assert_eq!(spec.selector.match_labels.unwrap(), selector_labels("demo"));
         assert!(spec.volume_claim_templates.is_none());
         let template_labels = spec.template.metadata.unwrap().labels.unwrap();
