@@ -124,6 +124,17 @@ pub fn plan(view: &RingView, needed: &[Needed]) -> Vec<Pull> {
         .collect()
 }
 
+/// Whether no owner of `p` (current or pending) was ever vouched for: none has an incarnation
+/// recorded in the ring, so none ever served it, and a write needs a serving owner. Such a
+/// partition has never held data and an empty copy is complete (pure).
+pub fn never_held(view: &RingView, p: u32) -> bool {
+    let doc = &view.doc;
+    doc.owners(p)
+        .iter()
+        .chain(doc.pending_owners(p))
+        .all(|&i| doc.members.get(i as usize).is_some_and(|m| m.incarnation.is_none()))
+}
+
 /// Partitions whose data this node should drop under `view` (pure): none while a migration is
 /// pending; otherwise every partition it is not a current owner of.
 pub fn to_drop(view: &RingView) -> Vec<u32> {
@@ -337,7 +348,16 @@ async fn pull_one(s: &SharedState, view: &Arc<RingView>, pull: Pull) -> Outcome 
         }
         if !transient && !pull.sources.iter().any(|src| src.serving) {
             // Every owner that is not down answered that it holds the partition incompletely,
-            // and none is serving: nothing complete is left anywhere.
+            // and none is serving: nothing complete is left anywhere, unless nothing was ever
+            // there (no owner was ever vouched for, and writes need a serving owner).
+            if never_held(view, pull.partition) {
+                let ok = s.ring.completeness().finish(
+                    pull.partition,
+                    pull.generation,
+                    PartState::Complete,
+                );
+                return if ok { Outcome::Complete } else { Outcome::Later };
+            }
             let recorded =
                 s.ring
                     .completeness()
@@ -535,6 +555,18 @@ mod tests {
         committed.members[2].state = MemberState::Up;
         assert_eq!(to_drop(&RingView::new(committed.clone(), "a")), vec![2]);
         assert_eq!(to_drop(&RingView::new(committed, "c")), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_partition_is_never_held_only_if_no_owner_was_ever_vouched_for() {
+        let mut d = doc();
+        d.pending = None;
+        d.members[2].state = MemberState::Up;
+        assert!(never_held(&RingView::new(d.clone(), "b"), 0));
+        d.members[1].incarnation = Some("b-1".into());
+        let v = RingView::new(d, "b");
+        assert!(!never_held(&v, 0), "b owns 0 and was vouched for");
+        assert!(!never_held(&v, 1));
     }
 
     #[test]

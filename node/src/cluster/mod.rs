@@ -222,6 +222,15 @@ pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Re
             "no live owner for partition {p}"
         )));
     }
+    // Data exists only where a serving owner holds it: a write taken by recovering or joining
+    // owners alone could be lost with them unnoticed (and a partition no serving owner ever held
+    // is known to be empty, which recovery relies on).
+    if view.doc.read_owners(p).is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "partition {p} has no serving owner at epoch {} (its owners are down or still recovering)",
+            view.epoch()
+        )));
+    }
     if view.takes_write(p) {
         let rec = match w.value {
             Some(v) => s.engine.set(key, v, w.ttl_ms, now)?,
