@@ -192,8 +192,9 @@ def check_set(name, docs, expect_kinds, nodeaccess_proxy, namespaced, leader):
                 for res in rule.get("resources", []):
                     granted.setdefault((g, res), set()).update(rule.get("verbs", []))
             for v in rule.get("verbs", []):
-                # The one delete: a PodDisruptionBudget switched off in the spec.
-                if v == "delete" and rule.get("resources") == ["poddisruptionbudgets"]:
+                # The only deletes: a PodDisruptionBudget switched off in the spec, and pods
+                # restarted one at a time by an operator-driven rollout.
+                if v == "delete" and rule.get("resources") in (["poddisruptionbudgets"], ["pods"]):
                     continue
                 if v in ("*", "delete", "deletecollection", "escalate", "bind", "impersonate"):
                     err(f"{name}: {r['kind']}/{r['metadata']['name']} grants verb {v} on {rule.get('resources')}")
@@ -207,7 +208,7 @@ def check_set(name, docs, expect_kinds, nodeaccess_proxy, namespaced, leader):
         ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
         ("", "secrets"): {"get", "list", "watch", "create", "patch"},
         ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
-        ("", "pods"): {"get", "list", "watch"},
+        ("", "pods"): {"get", "list", "watch", "delete"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }
     if nodeaccess_proxy:
@@ -236,7 +237,7 @@ def check_set(name, docs, expect_kinds, nodeaccess_proxy, namespaced, leader):
             alerts = {r["alert"] for g in d["spec"]["groups"] for r in g["rules"]}
             for a in ("RingcacheLowHitRatio", "RingcacheHighLatencyP99", "RingcacheMemoryNearLimit",
                       "RingcacheReplicationQueueHigh", "RingcacheHighErrorRate", "RingcacheMemberDown",
-                      "RingcacheMigrationStuck"):
+                      "RingcacheMigrationStuck", "RingcacheUnderReplicated", "RingcacheDataLoss"):
                 if a not in alerts:
                     err(f"{name}: PrometheusRule lacks alert {a}")
             for g in d["spec"]["groups"]:

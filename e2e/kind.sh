@@ -83,7 +83,10 @@ fi
 log "building images $node_image and $operator_image"
 docker build --target node --build-arg VERSION="$version" -t "$node_image" .
 docker build --target operator --build-arg VERSION="$version" -t "$operator_image" .
-kind load docker-image "$node_image" "$operator_image" --name "$cluster"
+# A second tag of the same node image: the rolling-upgrade scenario switches to it.
+upgrade_image="$node_image-upgrade"
+docker tag "$node_image" "$upgrade_image"
+kind load docker-image "$node_image" "$upgrade_image" "$operator_image" --name "$cluster"
 
 log "installing the chart (operator + CacheCluster demo in $release_ns)"
 helm upgrade --install "$release" charts/ringcache --namespace "$release_ns" --create-namespace \
@@ -107,5 +110,5 @@ MSG
 fi
 
 log "running the e2e tests against $cluster"
-cargo test -p ringcache-e2e -- --nocapture --test-threads=1
+RINGCACHE_E2E_UPGRADE_IMAGE="$upgrade_image" cargo test -p ringcache-e2e -- --nocapture --test-threads=1
 log "e2e passed"

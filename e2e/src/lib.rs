@@ -7,11 +7,14 @@
 //! without Kubernetes.
 //!
 //! The library half is split into pure parts that unit tests cover without any cluster
-//! ([`resource`], [`status`], [`paths`], [`keys`]) and the I/O parts ([`harness`], [`nodes`]).
+//! ([`resource`], [`status`], [`paths`], [`keys`], and [`checker`], which the cluster simulation
+//! shares) and the I/O parts ([`harness`], [`nodes`]).
 
+pub mod checker;
 pub mod error;
 pub mod harness;
 pub mod keys;
+pub mod load;
 pub mod nodes;
 pub mod paths;
 pub mod resource;

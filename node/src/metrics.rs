@@ -19,12 +19,13 @@ pub enum Route {
     InternalRingGet,
     InternalGet,
     InternalMigration,
+    InternalAbort,
     InternalPartition,
     InternalReplicate,
     Other,
 }
 
-const ROUTES: [(Route, &str, &str); 16] = [
+const ROUTES: [(Route, &str, &str); 17] = [
     (Route::KeyGet, "GET", "/v1/keys/{key}"),
     (Route::KeyPut, "PUT", "/v1/keys/{key}"),
     (Route::KeyDelete, "DELETE", "/v1/keys/{key}"),
@@ -38,6 +39,7 @@ const ROUTES: [(Route, &str, &str); 16] = [
     (Route::InternalRingGet, "GET", "/internal/v1/ring"),
     (Route::InternalGet, "POST", "/internal/v1/get"),
     (Route::InternalMigration, "GET", "/internal/v1/migration"),
+    (Route::InternalAbort, "POST", "/internal/v1/abort"),
     (
         Route::InternalPartition,
         "GET",

@@ -102,3 +102,57 @@ fn bad_quantity_flag_fails_naming_the_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--max-value-size"), "{err}");
 }
+
+#[tokio::test]
+async fn abort_kills_the_process_at_once_and_only_with_the_internal_token() {
+    let dir = std::env::temp_dir().join(format!("rc-abort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), "tok").unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--node-id",
+            "solo",
+        ])
+        .arg("--internal-token-file")
+        .arg(dir.join("token"))
+        .env_remove("RINGCACHE_RING_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut node = Node(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+    let r = client
+        .post(format!("{base}/internal/v1/abort"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        node.0.try_wait().unwrap().is_none(),
+        "alive without the token"
+    );
+    let r = client
+        .post(format!("{base}/internal/v1/abort"))
+        .header("x-ringcache-internal-token", "tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = node.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "node still running after abort");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Died of a signal (SIGABRT), not a clean exit: no drain, no snapshot.
+    assert!(status.code().is_none(), "exit status {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

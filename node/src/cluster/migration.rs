@@ -129,10 +129,11 @@ pub fn plan(view: &RingView, needed: &[Needed]) -> Vec<Pull> {
 /// partition has never held data and an empty copy is complete (pure).
 pub fn never_held(view: &RingView, p: u32) -> bool {
     let doc = &view.doc;
-    doc.owners(p)
-        .iter()
-        .chain(doc.pending_owners(p))
-        .all(|&i| doc.members.get(i as usize).is_some_and(|m| m.incarnation.is_none()))
+    doc.owners(p).iter().chain(doc.pending_owners(p)).all(|&i| {
+        doc.members
+            .get(i as usize)
+            .is_some_and(|m| m.incarnation.is_none())
+    })
 }
 
 /// Partitions whose data this node should drop under `view` (pure): none while a migration is
@@ -356,7 +357,11 @@ async fn pull_one(s: &SharedState, view: &Arc<RingView>, pull: Pull) -> Outcome 
                     pull.generation,
                     PartState::Complete,
                 );
-                return if ok { Outcome::Complete } else { Outcome::Later };
+                return if ok {
+                    Outcome::Complete
+                } else {
+                    Outcome::Later
+                };
             }
             let recorded =
                 s.ring

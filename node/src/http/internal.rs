@@ -168,3 +168,17 @@ pub async fn apply(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /internal/v1/abort`: fault injection. The process dies at once, as from SIGKILL, an
+/// OOM kill or a crash (no drain, no snapshot), shortly after answering 202; the container is
+/// then restarted in place. The end-to-end suite uses it to prove that such restarts lose
+/// nothing. It gives nothing the internal token does not already give (a ring push can do
+/// worse).
+pub async fn abort() -> StatusCode {
+    tracing::error!("aborting on request (POST /internal/v1/abort)");
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        std::process::abort();
+    });
+    StatusCode::ACCEPTED
+}

@@ -94,6 +94,7 @@ pub fn router(state: SharedState) -> Router {
             )),
         )
         .route("/internal/v1/migration", get(internal::migration))
+        .route("/internal/v1/abort", post(internal::abort))
         .route("/internal/v1/partitions/{p}", get(internal::partition))
         .route(
             "/internal/v1/apply",

@@ -1,0 +1,250 @@
+//! Client load for the scenarios: writers doing PUT, overwrite and DELETE through whichever
+//! pods are ready (as a client Service would route them), every operation recorded in the shared
+//! [`Checker`]; and the final read of every key, classified by it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ringcache_e2e::checker::{Checker, Op, Read, Summary};
+
+/// The addresses (`ip:port`) clients may send to now.
+pub type Endpoints = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub writers: usize,
+    /// Keys each writer cycles through (its own: no two writers share a key).
+    pub keys_per_writer: usize,
+    pub seed: u64,
+    /// Bytes of padding in every value.
+    pub value_size: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            writers: 4,
+            keys_per_writer: 400,
+            seed: 1,
+            value_size: 100,
+        }
+    }
+}
+
+/// A deterministic generator (xorshift64*): the same seed gives the same operations.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub checker: Arc<Checker>,
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+/// Writes issued and how they ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    pub acked: u64,
+    pub failed: u64,
+}
+
+impl LoadStats {
+    /// Failed writes per thousand.
+    pub fn failed_per_mille(&self) -> u64 {
+        (self.failed * 1000)
+            .checked_div(self.acked + self.failed)
+            .unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for LoadStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} writes acknowledged, {} refused or failed",
+            self.acked, self.failed
+        )
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
+impl Load {
+    pub fn start(endpoints: Endpoints, opts: LoadOptions) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = Arc::new(Checker::new());
+        let acked = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let http = client();
+        let tasks = (0..opts.writers)
+            .map(|w| {
+                let (stop, checker, endpoints, http) = (
+                    stop.clone(),
+                    checker.clone(),
+                    endpoints.clone(),
+                    http.clone(),
+                );
+                let (acked, failed, opts) = (acked.clone(), failed.clone(), opts.clone());
+                tokio::spawn(async move {
+                    let mut rng = Rng::new(opts.seed.wrapping_add(w as u64 * 7919));
+                    let pad = "x".repeat(opts.value_size);
+                    let mut seq = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let eps = endpoints();
+                        if eps.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                        let ep = &eps[rng.below(eps.len())];
+                        let key = format!("w{w}-k{}", rng.below(opts.keys_per_writer));
+                        seq += 1;
+                        let op = if rng.below(10) < 2 {
+                            Op::Delete
+                        } else {
+                            Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
+                        };
+                        let issued = checker.issue(&key, op.clone());
+                        let url = format!("http://{ep}/v1/keys/{key}");
+                        let req = match op {
+                            Op::Put(v) => http.put(url).body(v),
+                            Op::Delete => http.delete(url),
+                        };
+                        let ok = req.send().await.is_ok_and(|r| r.status().as_u16() == 204);
+                        checker.finish(&issued, ok);
+                        if ok {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            // A refused write (503 while a member is marked down) is retried
+                            // by real clients after a moment; so does this one, with a new op.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            tasks,
+            checker,
+            acked,
+            failed,
+        }
+    }
+
+    pub fn stats(&self) -> LoadStats {
+        LoadStats {
+            acked: self.acked.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until at least `n` writes were acknowledged (or `within` passes).
+    pub async fn wait_acked(&self, n: u64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.acked.load(Ordering::Relaxed) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Stops every writer and waits for the operations in flight to end, so the checker knows
+    /// the outcome of each.
+    pub async fn stop(self) -> (Arc<Checker>, LoadStats) {
+        self.stop.store(true, Ordering::Relaxed);
+        let stats_of = (self.acked.clone(), self.failed.clone());
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let stats = LoadStats {
+            acked: stats_of.0.load(Ordering::Relaxed),
+            failed: stats_of.1.load(Ordering::Relaxed),
+        };
+        (self.checker, stats)
+    }
+}
+
+/// Reads every key the checker knows through the endpoints (retrying a failed read for up to
+/// `within`) and classifies each.
+pub async fn verify(checker: &Checker, endpoints: Endpoints, within: Duration) -> Summary {
+    let http = client();
+    let deadline = Instant::now() + within;
+    let reads: Vec<(String, Read)> = futures_util::stream::iter(checker.keys())
+        .map(|key| {
+            let (http, endpoints) = (http.clone(), endpoints.clone());
+            async move {
+                let mut attempt = 0usize;
+                loop {
+                    let eps = endpoints();
+                    let last_error = if eps.is_empty() {
+                        "no ready endpoint".to_string()
+                    } else {
+                        let ep = &eps[(attempt + key.len()) % eps.len()];
+                        match http.get(format!("http://{ep}/v1/keys/{key}")).send().await {
+                            Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
+                                Ok(b) => return (key, Read::Value(b.to_vec())),
+                                Err(e) => e.to_string(),
+                            },
+                            Ok(r) if r.status().as_u16() == 404 => return (key, Read::NotFound),
+                            Ok(r) => format!("status {}", r.status()),
+                            Err(e) => e.to_string(),
+                        }
+                    };
+                    attempt += 1;
+                    if Instant::now() > deadline {
+                        return (key, Read::Failed(last_error));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    checker.summarize(&reads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_is_deterministic_and_in_range() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        let xs: Vec<usize> = (0..100).map(|_| a.below(10)).collect();
+        let ys: Vec<usize> = (0..100).map(|_| b.below(10)).collect();
+        assert_eq!(xs, ys);
+        assert!(xs.iter().all(|&x| x < 10));
+        assert!(xs.iter().any(|&x| x != xs[0]));
+    }
+}

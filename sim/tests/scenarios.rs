@@ -1,0 +1,229 @@
+//! Reliability scenarios in the cluster simulation (DESIGN.md "Testing levels" 5): a 3-node
+//! RF=2 CacheCluster under write load (PUT, overwrite, DELETE through ready pods), put through
+//! a routine operation, brought back to Ready, then every key read and classified against its
+//! last acknowledged operation. Each must end with nothing lost, stale or resurrected.
+//!
+//! `cargo test -p ringcache-sim --test scenarios -- --nocapture --test-threads=1` prints one
+//! result line per scenario (the table in docs/reliability.md).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ringcache_sim::cluster::SimCluster;
+use ringcache_sim::load::{Load, LoadOptions, LoadStats, verify};
+use serde_json::json;
+
+/// Scenarios run one at a time: each runs three to five node processes and four writers on a
+/// machine with two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const READY: Duration = Duration::from_secs(90);
+const ROLLOUT: Duration = Duration::from_secs(180);
+
+/// Runs one scenario on its own runtime, one scenario at a time.
+fn scenario(body: impl std::future::Future<Output = ()>) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(body);
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+async fn started(name: &str) -> SimCluster {
+    init_logs();
+    let sim = SimCluster::start(name, json!({"replicas": 3, "replicationFactor": 2}))
+        .expect("simulation starts");
+    sim.wait_ready(READY).await.expect("cluster becomes Ready");
+    sim
+}
+
+async fn with_load(sim: &SimCluster, seed: u64) -> Load {
+    let load = Load::start(
+        sim.endpoints(),
+        LoadOptions {
+            seed,
+            ..LoadOptions::default()
+        },
+    );
+    assert!(
+        load.wait_acked(500, Duration::from_secs(30)).await,
+        "writes are acknowledged before the scenario starts"
+    );
+    load
+}
+
+/// Stops the load once the cluster is Ready again, checks every key and prints the result.
+async fn finish(name: &str, sim: &SimCluster, load: Load, started: Instant) {
+    sim.wait_ready(ROLLOUT).await.expect("cluster Ready again");
+    // Keep writing a moment against the settled cluster, then stop.
+    let before = load.stats().acked;
+    assert!(load.wait_acked(before + 200, Duration::from_secs(30)).await);
+    let (checker, stats): (_, LoadStats) = load.stop().await;
+    let summary = verify(&checker, sim.endpoints(), Duration::from_secs(20)).await;
+    println!(
+        "scenario {name}: {summary}; {stats} ({}‰ failed) in {:.0?}",
+        stats.failed_per_mille(),
+        started.elapsed()
+    );
+    assert!(summary.clean(), "{name}: {summary}: {:?}", summary.examples);
+    assert!(summary.checked > 1_000, "too few keys checked: {summary}");
+}
+
+#[test]
+fn rollout_restart_of_a_3_node_rf2_cluster_loses_nothing() {
+    scenario(async {
+        let sim = started("rollout").await;
+        let t = Instant::now();
+        let load = with_load(&sim, 11).await;
+        // Every pod is replaced: each gets a new incarnation.
+        let before: Vec<Option<String>> = (0..3)
+            .map(|i| sim.incarnation_of(&format!("rollout-{i}")))
+            .collect();
+        sim.rollout_restart().expect("rollout restart");
+        sim.wait_for("every pod on the new template", ROLLOUT, |s| {
+            (s.pods_updated() == Some(3) && s.is_ready()).then_some(())
+        })
+        .await
+        .expect("rollout completes");
+        for (i, old) in before.iter().enumerate() {
+            assert_ne!(
+                &sim.incarnation_of(&format!("rollout-{i}")),
+                old,
+                "rollout-{i} was restarted and recovered under a new incarnation"
+            );
+        }
+        finish("rollout-restart", &sim, load, t).await;
+    });
+}
+
+#[test]
+fn image_change_rolls_every_pod_and_loses_nothing() {
+    scenario(async {
+        let sim = started("upgrade").await;
+        let t = Instant::now();
+        let load = with_load(&sim, 12).await;
+        sim.patch_spec(json!({"image": "ghcr.io/ringcache/ringcache-node:9.9.9"}))
+            .expect("image change");
+        sim.wait_for("every pod on the new image", ROLLOUT, |s| {
+            let on_new = s
+                .pods()
+                .iter()
+                .filter(|p| {
+                    p["spec"]["containers"][0]["image"] == "ghcr.io/ringcache/ringcache-node:9.9.9"
+                })
+                .count();
+            (on_new == 3 && s.is_ready()).then_some(())
+        })
+        .await
+        .expect("upgrade completes");
+        finish("image-change", &sim, load, t).await;
+    });
+}
+
+#[test]
+fn in_place_process_kills_on_two_pods_lose_nothing() {
+    scenario(async {
+        let sim = started("kill").await;
+        let t = Instant::now();
+        let load = with_load(&sim, 13).await;
+        for pod in ["kill-1", "kill-2"] {
+            let old = sim.incarnation_of(pod);
+            sim.kill_process(pod).expect("kill -9");
+            // The restart is noticed by its new incarnation and the member recovers.
+            sim.wait_for(
+                &format!("{pod} recovered under a new incarnation"),
+                ROLLOUT,
+                |s| (s.incarnation_of(pod) != old && s.is_ready()).then_some(()),
+            )
+            .await
+            .expect("recovered");
+        }
+        finish("kill-in-place-twice", &sim, load, t).await;
+    });
+}
+
+#[test]
+fn two_pods_deleted_back_to_back_lose_nothing() {
+    scenario(async {
+        let sim = started("delete").await;
+        let t = Instant::now();
+        let load = with_load(&sim, 14).await;
+        let first_uid = sim
+            .api
+            .get(&ringcache_sim::apiserver::Res::pods(), "sim", "delete-0")
+            .unwrap()["metadata"]["uid"]
+            .clone();
+        sim.delete_pod("delete-0").expect("delete the first pod");
+        // The second goes as soon as the first pod's replacement reports Ready (what a careless
+        // `kubectl delete` loop, or a StatefulSet rolling update, would do).
+        sim.wait_for("delete-0 replaced and Ready", ROLLOUT, |s| {
+            let p = s
+                .api
+                .get(&ringcache_sim::apiserver::Res::pods(), "sim", "delete-0")?;
+            let ready = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (p["metadata"]["uid"] != first_uid && ready).then_some(())
+        })
+        .await
+        .expect("first replacement ready");
+        sim.delete_pod("delete-1").expect("delete the second pod");
+        finish("delete-two-back-to-back", &sim, load, t).await;
+    });
+}
+
+#[test]
+fn operator_restarted_mid_rollout_and_mid_migration_loses_nothing() {
+    scenario(async {
+        let sim = started("opkill").await;
+        let t = Instant::now();
+        let load = with_load(&sim, 15).await;
+        // Mid-rollout: once the first pod was replaced.
+        sim.rollout_restart().expect("rollout restart");
+        sim.wait_for("the rollout under way", ROLLOUT, |s| {
+            (s.pods_updated().unwrap_or(0) >= 1).then_some(())
+        })
+        .await
+        .expect("rollout started");
+        sim.restart_operator().expect("operator restart");
+        sim.wait_for("rollout done", ROLLOUT, |s| {
+            (s.pods_updated() == Some(3) && s.is_ready()).then_some(())
+        })
+        .await
+        .expect("rollout resumed and completed");
+        // Mid-migration: scale to 5, restart the operator once the pending table is written.
+        sim.patch_spec(json!({"replicas": 5})).expect("scale up");
+        sim.wait_for("a migration in progress", ROLLOUT, |s| {
+            s.cache_cluster()["status"]["migration"]["finished"]
+                .is_null()
+                .then_some(())
+                .filter(|_| s.cache_cluster()["status"]["phase"] == "Scaling")
+                .filter(|_| !s.cache_cluster()["status"]["migration"].is_null())
+        })
+        .await
+        .expect("migration started");
+        sim.restart_operator().expect("operator restart");
+        sim.wait_ready(ROLLOUT).await.expect("scaled to 5");
+        sim.patch_spec(json!({"replicas": 3})).expect("scale down");
+        sim.wait_for("the scale-down migration in progress", ROLLOUT, |s| {
+            (s.cache_cluster()["status"]["phase"] == "Scaling").then_some(())
+        })
+        .await
+        .expect("scale-down started");
+        sim.restart_operator().expect("operator restart");
+        finish("operator-restarts", &sim, load, t).await;
+    });
+}
