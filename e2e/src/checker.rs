@@ -64,6 +64,14 @@ pub struct Checker {
     keys: Mutex<BTreeMap<String, History>>,
 }
 
+/// A read under way: what had been acknowledged when it started.
+#[derive(Debug, Clone)]
+pub struct ReadTicket {
+    key: String,
+    /// Index of the last operation acknowledged before the read started.
+    acked_before: Option<usize>,
+}
+
 /// Handle of an issued operation, to record its outcome.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -86,10 +94,17 @@ pub struct Summary {
 impl Summary {
     /// Nothing lost, stale, resurrected or unreadable.
     pub fn clean(&self) -> bool {
-        self.lost + self.stale + self.resurrected + self.unreadable == 0
+        self.wrong() + self.unreadable == 0
     }
 
-    fn add(&mut self, key: &str, verdict: Verdict, detail: impl FnOnce() -> String) {
+    /// Reads that returned something other than an acknowledged (or possibly applied) value:
+    /// lost, stale or resurrected. Failed reads are not counted: a client retries them.
+    pub fn wrong(&self) -> u64 {
+        self.lost + self.stale + self.resurrected
+    }
+
+    /// Counts one verdict (with `detail` kept as an example when it is a failure).
+    pub fn add(&mut self, key: &str, verdict: Verdict, detail: impl FnOnce() -> String) {
         self.checked += 1;
         match verdict {
             Verdict::Ok => self.ok += 1,
@@ -159,6 +174,28 @@ impl Checker {
             })
     }
 
+    /// Starts a read of `key` issued while writers run.
+    pub fn begin_read(&self, key: &str) -> ReadTicket {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let acked_before = keys
+            .get(key)
+            .and_then(|h| h.ops.iter().rposition(|(_, ack)| *ack == Some(true)));
+        ReadTicket {
+            key: key.to_string(),
+            acked_before,
+        }
+    }
+
+    /// The verdict for a read begun with `ticket`: it may return what was acknowledged last when
+    /// it began, or the result of any operation issued since (or still unacknowledged then).
+    pub fn end_read(&self, ticket: &ReadTicket, read: &Read) -> Verdict {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(h) = keys.get(&ticket.key) else {
+            return Verdict::Ok;
+        };
+        classify_from(&h.ops, ticket.acked_before, read)
+    }
+
     /// The verdict for `key` given what a final read found.
     pub fn classify(&self, key: &str, read: &Read) -> Verdict {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,12 +217,17 @@ impl Checker {
 }
 
 fn classify(ops: &[(Op, Option<bool>)], read: &Read) -> Verdict {
+    let last_acked = ops.iter().rposition(|(_, ack)| *ack == Some(true));
+    classify_from(ops, last_acked, read)
+}
+
+/// The verdict against `last_acked`, the operation whose result is the least a read may see.
+fn classify_from(ops: &[(Op, Option<bool>)], last_acked: Option<usize>, read: &Read) -> Verdict {
     let got: Option<&[u8]> = match read {
         Read::Value(v) => Some(v),
         Read::NotFound => None,
         Read::Failed(_) => return Verdict::Unreadable,
     };
-    let last_acked = ops.iter().rposition(|(_, ack)| *ack == Some(true));
     // Allowed: the last acknowledged result, or the result of anything issued after it (not
     // acknowledged: it may have applied). Before any acknowledged operation, the key may also
     // not exist at all.
@@ -267,6 +309,23 @@ mod tests {
         assert_eq!(c.classify("k", &Read::NotFound), Verdict::Ok);
         assert_eq!(c.classify("k", &value("v1")), Verdict::Ok);
         assert_eq!(c.classify("k", &value("other")), Verdict::Stale);
+    }
+
+    #[test]
+    fn a_read_during_the_load_is_judged_by_what_was_acknowledged_when_it_began() {
+        let c = Checker::new();
+        let i = c.issue("k", put("v1"));
+        c.finish(&i, true);
+        let ticket = c.begin_read("k");
+        // A write acknowledged while the read is under way: either value is fine.
+        let j = c.issue("k", put("v2"));
+        c.finish(&j, true);
+        assert_eq!(c.end_read(&ticket, &value("v1")), Verdict::Ok);
+        assert_eq!(c.end_read(&ticket, &value("v2")), Verdict::Ok);
+        assert_eq!(c.end_read(&ticket, &Read::NotFound), Verdict::Lost);
+        // A read begun after v2 was acknowledged must not see v1.
+        let later = c.begin_read("k");
+        assert_eq!(c.end_read(&later, &value("v1")), Verdict::Stale);
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub const NODE_PORT: u16 = 7070;
 
 #[derive(Debug, Clone)]
 pub struct KubeletOptions {
-    /// Readiness probe period.
+    /// Readiness probe period when the pod's probe does not set one (the StatefulSet's does:
+    /// the pod spec's `periodSeconds` is used, as a kubelet would).
     pub probe_period: Duration,
     /// How long the preStop hook sleeps before SIGTERM (the StatefulSet sets 5 s; shorter here
     /// keeps scenarios quick while still giving the operator time to mark the member down).
@@ -56,6 +57,8 @@ struct Running {
     restarts: u32,
     ready: bool,
     last_probe: Option<Instant>,
+    /// The pod spec's readiness probe period.
+    probe_every: Duration,
     terminating: bool,
     /// Mount path → host directory.
     mounts: Vec<(String, PathBuf)>,
@@ -207,7 +210,11 @@ impl Kubelet {
         }
         // Longest mount path first, so that path rewriting picks the most specific mount.
         mounts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        let probe_every = container["readinessProbe"]["periodSeconds"]
+            .as_u64()
+            .map_or(self.opts.probe_period, Duration::from_secs);
         let r = Running {
+            probe_every,
             uid: uid.to_string(),
             ip: ip.clone(),
             dir,
@@ -397,9 +404,8 @@ impl Kubelet {
         let (ip, due) = {
             let mut pods = self.pods.lock();
             let Some(r) = pods.get_mut(name) else { return };
-            let due = r.child.is_some()
-                && r.last_probe
-                    .is_none_or(|t| t.elapsed() >= self.opts.probe_period);
+            let due =
+                r.child.is_some() && r.last_probe.is_none_or(|t| t.elapsed() >= r.probe_every);
             if due {
                 r.last_probe = Some(Instant::now());
             }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use ringcache_e2e::checker::{Checker, Op, Read, Summary};
 
 /// The addresses (`ip:port`) clients may send to now.
@@ -60,6 +61,8 @@ pub struct Load {
     pub checker: Arc<Checker>,
     acked: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    /// Verdicts of the reads made while the writers ran.
+    reads: Arc<Mutex<Summary>>,
 }
 
 /// Writes issued and how they ended.
@@ -102,8 +105,9 @@ impl Load {
         let checker = Arc::new(Checker::new());
         let acked = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let reads = Arc::new(Mutex::new(Summary::default()));
         let http = client();
-        let tasks = (0..opts.writers)
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = (0..opts.writers)
             .map(|w| {
                 let (stop, checker, endpoints, http) = (
                     stop.clone(),
@@ -150,12 +154,46 @@ impl Load {
                 })
             })
             .collect();
+        // Two readers: every read is judged against what was acknowledged when it began (a
+        // restarted node answering from an empty store shows up here, not only at the end).
+        for r in 0..2u64 {
+            let (stop, checker, endpoints, http) = (
+                stop.clone(),
+                checker.clone(),
+                endpoints.clone(),
+                http.clone(),
+            );
+            let (reads, opts) = (reads.clone(), opts.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = Rng::new(opts.seed.wrapping_add(1_000_003 + r));
+                while !stop.load(Ordering::Relaxed) {
+                    let eps = endpoints();
+                    if eps.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    let ep = &eps[rng.below(eps.len())];
+                    let key = format!(
+                        "w{}-k{}",
+                        rng.below(opts.writers),
+                        rng.below(opts.keys_per_writer)
+                    );
+                    let ticket = checker.begin_read(&key);
+                    let read = read_once(&http, ep, &key).await;
+                    let verdict = checker.end_read(&ticket, &read);
+                    reads
+                        .lock()
+                        .add(&key, verdict, || format!("read through {ep}: {read:?}"));
+                }
+            }));
+        }
         Load {
             stop,
             tasks,
             checker,
             acked,
             failed,
+            reads,
         }
     }
 
@@ -178,9 +216,10 @@ impl Load {
         true
     }
 
-    /// Stops every writer and waits for the operations in flight to end, so the checker knows
-    /// the outcome of each.
-    pub async fn stop(self) -> (Arc<Checker>, LoadStats) {
+    /// Stops every writer and reader and waits for the operations in flight to end, so the
+    /// checker knows the outcome of each. Returns the checker, the write counts and the verdicts
+    /// of the reads made meanwhile.
+    pub async fn stop(self) -> (Arc<Checker>, LoadStats, Summary) {
         self.stop.store(true, Ordering::Relaxed);
         let stats_of = (self.acked.clone(), self.failed.clone());
         for t in self.tasks {
@@ -190,7 +229,20 @@ impl Load {
             acked: stats_of.0.load(Ordering::Relaxed),
             failed: stats_of.1.load(Ordering::Relaxed),
         };
-        (self.checker, stats)
+        let reads = self.reads.lock().clone();
+        (self.checker, stats, reads)
+    }
+}
+
+async fn read_once(http: &reqwest::Client, ep: &str, key: &str) -> Read {
+    match http.get(format!("http://{ep}/v1/keys/{key}")).send().await {
+        Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
+            Ok(b) => Read::Value(b.to_vec()),
+            Err(e) => Read::Failed(e.to_string()),
+        },
+        Ok(r) if r.status().as_u16() == 404 => Read::NotFound,
+        Ok(r) => Read::Failed(format!("status {}", r.status())),
+        Err(e) => Read::Failed(e.to_string()),
     }
 }
 

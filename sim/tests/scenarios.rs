@@ -70,14 +70,27 @@ async fn finish(name: &str, sim: &SimCluster, load: Load, started: Instant) {
     // Keep writing a moment against the settled cluster, then stop.
     let before = load.stats().acked;
     assert!(load.wait_acked(before + 200, Duration::from_secs(30)).await);
-    let (checker, stats): (_, LoadStats) = load.stop().await;
+    let (checker, stats, reads): (_, LoadStats, _) = load.stop().await;
     let summary = verify(&checker, sim.endpoints(), Duration::from_secs(20)).await;
     println!(
-        "scenario {name}: {summary}; {stats} ({}‰ failed) in {:.0?}",
+        "scenario {name}: {summary}; {stats} ({}‰ failed); reads during: {} checked, {} wrong \
+         ({} lost, {} stale, {} resurrected), {} failed; in {:.0?}",
         stats.failed_per_mille(),
+        reads.checked,
+        reads.wrong(),
+        reads.lost,
+        reads.stale,
+        reads.resurrected,
+        reads.unreadable,
         started.elapsed()
     );
     assert!(summary.clean(), "{name}: {summary}: {:?}", summary.examples);
+    assert_eq!(
+        reads.wrong(),
+        0,
+        "{name}: reads during the scenario: {:?}",
+        reads.examples
+    );
     assert!(summary.checked > 1_000, "too few keys checked: {summary}");
 }
 
