@@ -151,6 +151,35 @@ impl SimCluster {
         })
     }
 
+    /// Writes `n` keys (`pre-0…`, 100-byte values) through the batch API of a ready node, so that
+    /// recoveries have real work to do (a restarted node copies its share before it is complete).
+    pub async fn preload(&self, n: usize) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()?;
+        let value = "p".repeat(100);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
+            let eps = (self.endpoints())();
+            let ep = eps
+                .first()
+                .ok_or_else(|| anyhow!("no ready node to preload through"))?;
+            let ops: Vec<Value> = chunk
+                .iter()
+                .map(|i| json!({"op": "set", "key": format!("pre-{i}"), "value": value}))
+                .collect();
+            let r = http
+                .post(format!("http://{ep}/v1/batch"))
+                .json(&json!({ "ops": ops }))
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("preload batch answered {}", r.status());
+            }
+        }
+        Ok(())
+    }
+
     /// `kubectl rollout restart statefulset/NAME`: a pod-template annotation, written by
     /// another field manager than the operator.
     pub fn rollout_restart(&self) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const READY: Duration = Duration::from_secs(90);
 const ROLLOUT: Duration = Duration::from_secs(180);
+const PRELOAD: usize = 60_000;
 
 /// Runs one scenario on its own runtime, one scenario at a time.
 fn scenario(body: impl std::future::Future<Output = ()>) {
@@ -46,7 +47,21 @@ async fn started(name: &str) -> SimCluster {
     let sim = SimCluster::start(name, json!({"replicas": 3, "replicationFactor": 2}))
         .expect("simulation starts");
     sim.wait_ready(READY).await.expect("cluster becomes Ready");
+    // Data beyond the writers' keys: a restarted node has a real share to copy back.
+    sim.preload(PRELOAD).await.expect("preload");
     sim
+}
+
+fn pod_ready(sim: &SimCluster, pod: &str) -> bool {
+    sim.api
+        .get(&ringcache_sim::apiserver::Res::pods(), "sim", pod)
+        .and_then(|p| {
+            p["status"]["conditions"].as_array().map(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .unwrap_or(false)
 }
 
 async fn with_load(sim: &SimCluster, seed: u64) -> Load {
@@ -151,18 +166,33 @@ fn in_place_process_kills_on_two_pods_lose_nothing() {
         let sim = started("kill").await;
         let t = Instant::now();
         let load = with_load(&sim, 13).await;
-        for pod in ["kill-1", "kill-2"] {
-            let old = sim.incarnation_of(pod);
-            sim.kill_process(pod).expect("kill -9");
-            // The restart is noticed by its new incarnation and the member recovers.
-            sim.wait_for(
-                &format!("{pod} recovered under a new incarnation"),
-                ROLLOUT,
-                |s| (s.incarnation_of(pod) != old && s.is_ready()).then_some(()),
-            )
-            .await
-            .expect("recovered");
-        }
+        let before: Vec<Option<String>> = ["kill-1", "kill-2"]
+            .iter()
+            .map(|p| sim.incarnation_of(p))
+            .collect();
+        // The second process dies as soon as the first one's pod is Ready again: the first
+        // node must not count as a complete copy before it really is one.
+        sim.kill_process("kill-1").expect("kill -9");
+        sim.wait_for("kill-1 restarted", ROLLOUT, |s| {
+            (!pod_ready(s, "kill-1")).then_some(())
+        })
+        .await
+        .expect("kill-1 seen down");
+        sim.wait_for("kill-1 Ready again", ROLLOUT, |s| {
+            pod_ready(s, "kill-1").then_some(())
+        })
+        .await
+        .expect("kill-1 ready");
+        sim.kill_process("kill-2").expect("kill -9");
+        sim.wait_for("both recovered under new incarnations", ROLLOUT, |s| {
+            let now: Vec<Option<String>> = ["kill-1", "kill-2"]
+                .iter()
+                .map(|p| s.incarnation_of(p))
+                .collect();
+            (now[0] != before[0] && now[1] != before[1] && s.is_ready()).then_some(())
+        })
+        .await
+        .expect("recovered");
         finish("kill-in-place-twice", &sim, load, t).await;
     });
 }
