@@ -77,6 +77,8 @@ impl ClientBuilder {
             .iter()
             .map(|s| endpoint::parse_seed(s))
             .collect::<Result<Vec<_>, _>>()?;
+        // reqwest is built without a TLS provider of its own (ring is the workspace's).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)

@@ -105,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
         pending: None,
     };
     std::fs::write(&ring_file, ring.to_json_pretty())?;
-    let http = reqwest::Client::new();
+    let http = {
+        ringcache_node::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let mut procs = Procs(Vec::new());
     let spawn = |i: usize| {
         Command::new(&bin)

@@ -75,6 +75,28 @@ pub struct Args {
     /// (DESIGN addition) Partition count of the one-member cluster used without a ring file.
     #[arg(long, env = "RINGCACHE_PARTITIONS", default_value_t = ringcache_ring::DEFAULT_PARTITIONS)]
     pub partitions: u32,
+    /// Certificate chain (PEM) to serve HTTPS with; needs --tls-key-file. Reloaded when it changes.
+    #[arg(long, env = "RINGCACHE_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert-file.
+    #[arg(long, env = "RINGCACHE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA (PEM) that peers' certificates must chain to; with it, node-to-node calls use HTTPS.
+    #[arg(long, env = "RINGCACHE_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// (DESIGN addition) Name peers' certificates are verified against (peers are dialled by
+    /// IP; certificates name DNS names). Default: the address dialled.
+    #[arg(long, env = "RINGCACHE_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// (DESIGN addition) Connections served at once; more are closed at once.
+    #[arg(long, env = "RINGCACHE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// (DESIGN addition) Time a client has to send a request's headers.
+    #[arg(long, env = "RINGCACHE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
+    pub header_read_timeout: u64,
+    /// (DESIGN addition) Longest a request body (or a partition pull) may stall between bytes.
+    #[arg(long, env = "RINGCACHE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
+    pub body_idle_timeout: u64,
 }
 
 /// Everything the node needs, resolved from [`Args`].
@@ -94,6 +116,13 @@ pub struct NodeConfig {
     pub sweep_interval_ms: u64,
     pub snapshot_interval_ms: u64,
     pub partitions: u32,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
+    pub body_idle_timeout_ms: u64,
 }
 
 impl NodeConfig {
@@ -114,6 +143,23 @@ impl NodeConfig {
             sweep_interval_ms: 1000,
             snapshot_interval_ms: 60_000,
             partitions: ringcache_ring::DEFAULT_PARTITIONS,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            tls_server_name: None,
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 30_000,
+        }
+    }
+
+    /// The connection bounds these settings ask for.
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            body_idle_timeout: std::time::Duration::from_millis(self.body_idle_timeout_ms),
+            ..crate::serve::Limits::default()
         }
     }
 
@@ -136,6 +182,13 @@ impl NodeConfig {
             sweep_interval_ms: a.sweep_interval.max(10),
             snapshot_interval_ms: a.snapshot_interval.max(100),
             partitions: a.partitions,
+            tls_cert_file: a.tls_cert_file,
+            tls_key_file: a.tls_key_file,
+            tls_ca_file: a.tls_ca_file,
+            tls_server_name: a.tls_server_name,
+            max_connections: a.max_connections,
+            header_read_timeout_ms: a.header_read_timeout.max(1),
+            body_idle_timeout_ms: a.body_idle_timeout.max(1),
         })
     }
 }

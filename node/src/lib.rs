@@ -9,6 +9,8 @@ pub mod http;
 pub mod metrics;
 pub mod quantity;
 pub mod ring_state;
+pub mod serve;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod wire;

@@ -110,6 +110,7 @@ pub struct Metrics {
     pub partitions_lost: AtomicU64,
     pub stale_replicas_marked: AtomicU64,
     pub ring_conflicts: AtomicU64,
+    pub connections_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -157,6 +158,7 @@ impl Metrics {
             partitions_lost: AtomicU64::new(0),
             stale_replicas_marked: AtomicU64::new(0),
             ring_conflicts: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
         }
     }
 
@@ -237,7 +239,7 @@ impl Metrics {
             );
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, u64); 24] = [
+        let scalars: [(&str, &str, &str, u64); 25] = [
             (
                 "ringcache_hits_total",
                 "counter",
@@ -375,6 +377,12 @@ impl Metrics {
                 "counter",
                 "Owners recorded as missing an acknowledged replica write.",
                 load(&self.stale_replicas_marked),
+            ),
+            (
+                "ringcache_connections_refused_total",
+                "counter",
+                "Connections closed at once because --max-connections were open.",
+                load(&self.connections_refused),
             ),
             (
                 "ringcache_ring_conflicts_total",

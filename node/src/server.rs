@@ -10,6 +10,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::http::{AppState, SharedState, router};
 use crate::metrics::Metrics;
 use crate::ring_state::RingState;
+use crate::tls::{TlsClient, TlsServer};
 use anyhow::Context;
 use ringcache_ring::RingDoc;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,16 @@ pub const RING_POLL: Duration = Duration::from_secs(1);
 
 /// Reads and validates a ring file.
 pub fn load_ring_file(path: &Path) -> anyhow::Result<RingDoc> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if size > crate::cluster::peer::MAX_RING_BYTES as u64 {
+        anyhow::bail!(
+            "ring file {} is {size} bytes, more than {}",
+            path.display(),
+            crate::cluster::peer::MAX_RING_BYTES
+        );
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     RingDoc::from_json(&bytes).with_context(|| format!("ring file {}", path.display()))
 }
@@ -29,7 +40,7 @@ pub fn load_ring_file(path: &Path) -> anyhow::Result<RingDoc> {
 /// Builds the node's shared state. Without a ring file the node is a one-member cluster (epoch
 /// 0) and ready at once; with one that cannot be loaded yet it starts not ready and the poller
 /// installs the ring when the file becomes valid.
-pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
+pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<SharedState> {
     let single = || RingDoc::single_node(&cfg.node_id, &cfg.listen.to_string(), cfg.partitions);
     let (doc, loaded) = match &cfg.ring_file {
         None => (single(), true),
@@ -56,9 +67,15 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
     tracing::info!(%incarnation, "incarnation of this process");
     let completeness = Arc::new(Completeness::new(doc.partitions, &incarnation));
     let ring = RingState::new(doc, &cfg.node_id, completeness);
-    let peers = Peers::new(cfg.internal_token.clone());
+    let peer_tls = cfg
+        .tls_ca_file
+        .as_deref()
+        .map(|ca| TlsClient::new(ca, cfg.tls_server_name.as_deref()))
+        .transpose()
+        .context("--tls-ca-file")?;
+    let peers = Peers::new(cfg.internal_token.clone(), peer_tls)?;
     let metrics = Arc::new(Metrics::new());
-    Arc::new(AppState {
+    Ok(Arc::new(AppState {
         engine: Arc::new(Engine::new(ecfg)),
         ring: Arc::new(ring),
         metrics: metrics.clone(),
@@ -74,7 +91,8 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> SharedState {
         write_consistency: cfg.write_consistency,
         progress: parking_lot::Mutex::default(),
         learning_epoch: std::sync::atomic::AtomicU64::new(0),
-    })
+        pull_idle_timeout: Duration::from_millis(cfg.body_idle_timeout_ms),
+    }))
 }
 
 /// Starts the background tasks; they stop when `stop` resolves (they hold only `Arc`s).
@@ -128,6 +146,13 @@ async fn poll_ring_file(s: SharedState, path: PathBuf) {
     let mut tick = tokio::time::interval(RING_POLL);
     loop {
         tick.tick().await;
+        let too_large = tokio::fs::metadata(&path)
+            .await
+            .is_ok_and(|m| m.len() > crate::cluster::peer::MAX_RING_BYTES as u64);
+        if too_large {
+            tracing::warn!(path = %path.display(), "ring file larger than the ring size bound: ignored");
+            continue;
+        }
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(e) => {
@@ -196,16 +221,29 @@ pub async fn save_snapshot(s: &SharedState, dir: &Path) {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves on `listener` (HTTPS with `tls`) until `shutdown` resolves, then finishes in-flight
+/// requests; connections and request reading are bounded by `limits`.
 pub async fn serve(
     listener: TcpListener,
     state: SharedState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: crate::serve::Limits,
+    tls: Option<TlsServer>,
 ) {
-    serve_router(listener, router(state), shutdown).await;
+    let metrics = state.metrics.clone();
+    crate::serve::serve(
+        listener,
+        router(state),
+        shutdown,
+        limits,
+        tls,
+        Some(metrics),
+    )
+    .await;
 }
 
-/// [`serve`] for any router (tests serve stand-in peers with it).
+/// [`serve`] for any router, plain HTTP with default limits (tests serve stand-in peers with
+/// it).
 ///
 /// Not hyper's `pipeline_flush`: it was tried for pipelined peers and turns off write
 /// back-pressure, so a streamed partition pull was buffered whole in memory (caught by
@@ -215,12 +253,15 @@ pub async fn serve_router(
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+    crate::serve::serve(
+        listener,
+        app,
+        shutdown,
+        crate::serve::Limits::default(),
+        None,
+        None,
+    )
+    .await;
 }
 
 /// How long a stopping node waits for its replica writes to reach the other owners (within the
@@ -268,7 +309,15 @@ pub async fn shutdown_signal() {
 
 /// The whole node: bind, start background tasks, serve until a signal.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
-    let state = build_state(&cfg, Arc::new(SystemClock));
+    let state = build_state(&cfg, Arc::new(SystemClock))?;
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let t = TlsServer::load(cert, key).context("--tls-cert-file/--tls-key-file")?;
+            t.spawn_reloader();
+            Some(t)
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -292,7 +341,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         });
     }
     spawn_background(&state, &cfg);
-    serve(listener, state.clone(), shutdown_signal()).await;
+    serve(
+        listener,
+        state.clone(),
+        shutdown_signal(),
+        cfg.limits(),
+        tls,
+    )
+    .await;
     drain_replication(&state, DRAIN_TIMEOUT).await;
     if let Some(dir) = &cfg.data_dir {
         save_snapshot(&state, dir).await;

@@ -84,7 +84,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<Record>, SnapshotError> {
     if xxh3_64(payload) != sum {
         return Err(corrupt("checksum mismatch".into()));
     }
-    wire::decode_all(payload).map_err(|e| corrupt(e.to_string()))
+    wire::decode_all(payload, wire::MAX_FRAME).map_err(|e| corrupt(e.to_string()))
 }
 
 /// Writes the snapshot atomically (temp file + fsync + rename + directory fsync).

@@ -26,6 +26,8 @@ pub enum WireError {
     Malformed(String),
     #[error("data after the record stream trailer")]
     TrailingData,
+    #[error("a value of {len} bytes exceeds the maximum value size of {max} bytes")]
+    ValueTooLarge { len: usize, max: usize },
 }
 
 pub fn encode_record(out: &mut BytesMut, r: &Record) {
@@ -56,16 +58,34 @@ pub fn encode_all(records: &[Record]) -> Bytes {
 }
 
 /// Incremental decoder: feed chunks as they arrive, take out complete records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
     count: u64,
     finished: bool,
+    /// Largest value accepted (the node's `--max-value-size`).
+    max_value: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
 }
 
 impl Decoder {
     pub fn new() -> Decoder {
-        Decoder::default()
+        Decoder::with_max_value(MAX_FRAME)
+    }
+
+    /// A decoder refusing any value larger than `max_value` bytes.
+    pub fn with_max_value(max_value: usize) -> Decoder {
+        Decoder {
+            buf: BytesMut::new(),
+            count: 0,
+            finished: false,
+            max_value: max_value.min(MAX_FRAME),
+        }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WireError> {
@@ -121,8 +141,11 @@ impl Decoder {
             self.buf[vpos + 2],
             self.buf[vpos + 3],
         ]) as usize;
-        if value_len > MAX_FRAME {
-            return Err(WireError::Malformed(format!("value length {value_len}")));
+        if value_len > self.max_value {
+            return Err(WireError::ValueTooLarge {
+                len: value_len,
+                max: self.max_value,
+            });
         }
         if self.buf.len() < head + value_len {
             return Ok(None);
@@ -158,9 +181,9 @@ impl Decoder {
     }
 }
 
-/// Decodes a complete stream held in memory.
-pub fn decode_all(bytes: &[u8]) -> Result<Vec<Record>, WireError> {
-    let mut d = Decoder::new();
+/// Decodes a complete stream held in memory, refusing values over `max_value` bytes.
+pub fn decode_all(bytes: &[u8], max_value: usize) -> Result<Vec<Record>, WireError> {
+    let mut d = Decoder::with_max_value(max_value);
     d.feed(bytes)?;
     let mut out = Vec::new();
     while let Some(r) = d.next_record()? {
@@ -314,7 +337,7 @@ mod tests {
     #[test]
     fn roundtrip_in_one_piece_and_byte_by_byte() {
         let enc = encode_all(&recs());
-        assert_eq!(decode_all(&enc).unwrap(), recs());
+        assert_eq!(decode_all(&enc, MAX_FRAME).unwrap(), recs());
         let mut d = Decoder::new();
         let mut got = Vec::new();
         for b in enc.iter() {
@@ -331,7 +354,10 @@ mod tests {
     fn truncation_anywhere_is_detected() {
         let enc = encode_all(&recs());
         for cut in 0..enc.len() {
-            assert!(decode_all(&enc[..cut]).is_err(), "cut at {cut} accepted");
+            assert!(
+                decode_all(&enc[..cut], MAX_FRAME).is_err(),
+                "cut at {cut} accepted"
+            );
         }
     }
 
@@ -341,12 +367,12 @@ mod tests {
         encode_record(&mut out, &recs()[0]);
         encode_trailer(&mut out, 2);
         assert!(matches!(
-            decode_all(&out),
+            decode_all(&out, MAX_FRAME),
             Err(WireError::CountMismatch { .. })
         ));
         let mut enc = encode_all(&recs()).to_vec();
         enc.push(0);
-        assert_eq!(decode_all(&enc), Err(WireError::TrailingData));
+        assert_eq!(decode_all(&enc, MAX_FRAME), Err(WireError::TrailingData));
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl App {
         cfg.partitions = 64;
         f(&mut cfg);
         let clock = Arc::new(ManualClock::new(T0));
-        let state = build_state(&cfg, clock.clone());
+        let state = build_state(&cfg, clock.clone()).expect("state");
         App { state, clock }
     }
 

@@ -51,7 +51,10 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
         .unwrap();
     let mut node = Node(child);
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = {
+        ringcache_node::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     wait_healthy(&client, &base).await;
     let r = client
         .put(format!("{base}/v1/keys/hello"))
@@ -125,7 +128,10 @@ async fn abort_kills_the_process_at_once_and_only_with_the_internal_token() {
         .unwrap();
     let mut node = Node(child);
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = {
+        ringcache_node::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     wait_healthy(&client, &base).await;
     let r = client
         .post(format!("{base}/internal/v1/abort"))

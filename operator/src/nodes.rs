@@ -72,6 +72,8 @@ pub struct DirectNodes {
 
 impl DirectNodes {
     pub fn new() -> Result<Self, reqwest::Error> {
+        // reqwest is built without a TLS provider of its own (ring is the workspace's).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(DirectNodes {
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)

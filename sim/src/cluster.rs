@@ -154,10 +154,7 @@ impl SimCluster {
     /// Writes `n` keys (`pre-0…`, 100-byte values) through the batch API of a ready node, so that
     /// recoveries have real work to do (a restarted node copies its share before it is complete).
     pub async fn preload(&self, n: usize) -> anyhow::Result<()> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()?;
+        let http = crate::http_client(Duration::from_secs(30));
         let value = "p".repeat(100);
         for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
             let eps = (self.endpoints())();
@@ -301,11 +298,7 @@ impl SimCluster {
 
     /// The ring epoch every running node serves with, by pod (None for a node not answering).
     pub async fn node_epochs(&self) -> Vec<(String, Option<u64>)> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
+        let http = crate::http_client(Duration::from_secs(1));
         let mut out = Vec::new();
         for p in self.pods() {
             let name = p["metadata"]["name"]

@@ -96,11 +96,7 @@ impl Kubelet {
             net,
             next_host: AtomicU32::new(2),
             pods: Mutex::new(HashMap::new()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(1))
-                .no_proxy()
-                .build()
-                .unwrap_or_default(),
+            http: crate::http_client(Duration::from_secs(1)),
         })
     }
 

@@ -10,3 +10,14 @@ pub mod kubelet;
 pub mod load;
 pub mod operator;
 pub mod statefulset;
+
+/// A reqwest client for loopback traffic (no proxy from the environment) with `timeout`.
+pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    // reqwest is built without a TLS provider of its own (ring is the workspace's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}

@@ -92,11 +92,7 @@ impl std::fmt::Display for LoadStats {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .no_proxy()
-        .build()
-        .unwrap_or_default()
+    crate::http_client(Duration::from_secs(3))
 }
 
 impl Load {

@@ -43,11 +43,7 @@ fn two_operators_racing_leave_one_ring_per_epoch_on_every_node() {
             let (seen, stop, endpoints) = (seen.clone(), stop.clone(), sim.endpoints());
             let api = sim.api.clone();
             tokio::spawn(async move {
-                let http = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(1))
-                    .no_proxy()
-                    .build()
-                    .unwrap_or_default();
+                let http = ringcache_sim::http_client(Duration::from_secs(1));
                 while !stop.load(Ordering::Relaxed) {
                     let ips: Vec<String> = api
                         .list(&Res::pods(), Some(NAMESPACE), None)

@@ -182,9 +182,18 @@ async fn pull_from(
     };
     let transient = |e: String| PullError::Transient(format!("{addr}: {e}"));
     let mut body = resp.bytes_stream();
-    let mut dec = Decoder::new();
+    let mut dec = Decoder::with_max_value(usize::try_from(s.max_value_size).unwrap_or(usize::MAX));
     let (mut keys, mut bytes) = (0u64, 0u64);
-    while let Some(chunk) = body.next().await {
+    loop {
+        // A source that stops sending (a half-open connection) fails the pull instead of
+        // hanging the migration forever.
+        let Ok(chunk) = tokio::time::timeout(s.pull_idle_timeout, body.next()).await else {
+            return Err(transient(format!(
+                "no data for {:?} while pulling",
+                s.pull_idle_timeout
+            )));
+        };
+        let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transient(e.to_string()))?;
         dec.feed(&chunk).map_err(|e| transient(e.to_string()))?;
         while let Some(rec) = dec.next_record().map_err(|e| transient(e.to_string()))? {

@@ -31,8 +31,6 @@ pub fn required_acks(c: WriteConsistency, owners: usize) -> usize {
 pub struct Origin {
     /// The request was forwarded by a peer: never forward it again.
     pub forwarded: bool,
-    /// The client's Authorization header, passed on when forwarding.
-    pub auth: Option<String>,
 }
 
 fn path_for(key: &[u8]) -> String {
@@ -267,7 +265,6 @@ pub async fn write(s: &SharedState, key: &[u8], w: Write, origin: &Origin) -> Re
                     method: method.clone(),
                     path_and_query: &path,
                     body: w.value.clone(),
-                    auth: origin.auth.as_deref(),
                 },
                 view.epoch(),
                 view.self_addr(),

@@ -1,8 +1,11 @@
-//! HTTP calls from this node to its peers: forwarded key requests, replica writes, partition pulls,
-//! ring fetches. One pooled keep-alive client for all of them.
+//! HTTP(S) calls from this node to its peers: forwarded writes, replica writes, partition pulls,
+//! ring fetches and writer states go through one pooled keep-alive reqwest client; forwarded reads
+//! through the coalescing connections of [`super::pipeline`]. Every call authenticates with the
+//! internal token; a client's own credentials never leave the node.
 
 use super::pipeline::{Pipelines, Sender};
 use crate::engine::Record;
+use crate::tls::TlsClient;
 use crate::wire;
 use crate::wire::KeyResult;
 use bytes::Bytes;
@@ -59,13 +62,12 @@ impl PeerError {
     }
 }
 
-/// A public key request to pass on to an owner.
+/// A public key request to pass on to an owner (authenticated with the internal token: the
+/// client's credentials were checked here and stay here).
 pub struct ForwardRequest<'a> {
     pub method: reqwest::Method,
     pub path_and_query: &'a str,
     pub body: Option<Bytes>,
-    /// The client's Authorization header, passed through unchanged.
-    pub auth: Option<&'a str>,
 }
 
 /// A forwarded response: status, body, and the responder's epoch if it sent one.
@@ -81,22 +83,45 @@ pub struct Peers {
     pub(crate) http: reqwest::Client,
     pipes: Pipelines,
     internal_token: Option<String>,
+    /// `http` or `https` (with `--tls-ca-file`).
+    scheme: &'static str,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the peer HTTP client: {0}")]
+pub struct PeersError(#[from] reqwest::Error);
+
 impl Peers {
-    pub fn new(internal_token: Option<String>) -> Peers {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        internal_token: Option<String>,
+        tls: Option<TlsClient>,
+    ) -> Result<Peers, PeersError> {
+        crate::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Peers {
-            http,
-            pipes: Pipelines::new(internal_token.as_deref(), CONNECT_TIMEOUT, HOP_TIMEOUT),
-            internal_token,
+            // Peers are pod IPs: an HTTP(S)_PROXY from the environment must not capture them.
+            .no_proxy();
+        if let Some(t) = &tls {
+            builder = builder.tls_backend_preconfigured((*t.config).clone());
         }
+        Ok(Peers {
+            http: builder.build()?,
+            pipes: Pipelines::new(
+                internal_token.as_deref(),
+                CONNECT_TIMEOUT,
+                HOP_TIMEOUT,
+                tls.clone(),
+            ),
+            internal_token,
+            scheme: if tls.is_some() { "https" } else { "http" },
+        })
+    }
+
+    fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     fn internal(
@@ -164,21 +189,16 @@ impl Peers {
             method,
             path_and_query,
             body,
-            auth,
         } = req;
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
-        let mut rb = self
+        let rb = self
             .http
-            .request(method, format!("http://{addr}{path_and_query}"))
+            .request(method, self.url(addr, path_and_query))
             .timeout(HOP_TIMEOUT)
-            .header(FORWARDED, "1")
-            .header(EPOCH, epoch)
-            .header(ORIGIN, origin);
-        if let Some(a) = auth {
-            rb = rb.header(reqwest::header::AUTHORIZATION, a);
-        }
+            .header(FORWARDED, "1");
+        let mut rb = self.internal(rb, epoch, origin);
         if let Some(b) = body {
             rb = rb.body(b);
         }
@@ -217,7 +237,7 @@ impl Peers {
         }
         let rb = self
             .http
-            .post(format!("http://{addr}/internal/v1/apply"))
+            .post(self.url(addr, "/internal/v1/apply"))
             .timeout(HOP_TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
             .body(wire::encode_all(records));
@@ -244,7 +264,7 @@ impl Peers {
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
-        let mut url = format!("http://{addr}/internal/v1/partitions/{p}");
+        let mut url = self.url(addr, &format!("/internal/v1/partitions/{p}"));
         if let Some(a) = after {
             url.push_str("?after=");
             url.push_str(&hex(a));
@@ -275,7 +295,7 @@ impl Peers {
         };
         let resp = self
             .http
-            .get(format!("http://{addr}/healthz"))
+            .get(self.url(addr, "/healthz"))
             .timeout(HOP_TIMEOUT)
             .header(EPOCH, epoch)
             .header(ORIGIN, origin)
@@ -303,7 +323,7 @@ impl Peers {
         };
         let rb = self
             .http
-            .get(format!("http://{addr}/internal/v1/ring"))
+            .get(self.url(addr, "/internal/v1/ring"))
             .timeout(HOP_TIMEOUT);
         let rb = match &self.internal_token {
             Some(t) => rb.bearer_auth(t),

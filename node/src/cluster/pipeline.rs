@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use crate::tls::TlsClient;
 use crate::wire::{self, KeyResult};
 
 /// Connections kept per peer: a slow answer only holds up the requests on its own connection.
@@ -108,6 +109,7 @@ pub struct Pipelines {
     auth_line: Arc<str>,
     connect_timeout: Duration,
     answer_timeout: Duration,
+    tls: Option<TlsClient>,
 }
 
 impl Pipelines {
@@ -117,6 +119,7 @@ impl Pipelines {
         internal_token: Option<&str>,
         connect_timeout: Duration,
         answer_timeout: Duration,
+        tls: Option<TlsClient>,
     ) -> Pipelines {
         let auth_line = match internal_token {
             // A token with a line break would split the request; such a token cannot be sent
@@ -129,6 +132,7 @@ impl Pipelines {
             auth_line: auth_line.into(),
             connect_timeout,
             answer_timeout,
+            tls,
         }
     }
 
@@ -199,6 +203,7 @@ impl Pipelines {
                 auth_line: self.auth_line.clone(),
                 connect_timeout: self.connect_timeout,
                 answer_timeout: self.answer_timeout,
+                tls: self.tls.clone(),
             },
             rx,
         ));
@@ -212,6 +217,7 @@ struct Link {
     auth_line: Arc<str>,
     connect_timeout: Duration,
     answer_timeout: Duration,
+    tls: Option<TlsClient>,
 }
 
 impl Link {
@@ -237,18 +243,56 @@ impl Link {
     }
 }
 
-async fn run_conn(link: Link, mut jobs: mpsc::Receiver<Job>) {
-    let connect = tokio::time::timeout(link.connect_timeout, TcpStream::connect(&link.addr));
-    let stream = match connect.await {
+async fn run_conn(link: Link, jobs: mpsc::Receiver<Job>) {
+    let connect = async {
+        let tcp = TcpStream::connect(&link.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        match &link.tls {
+            None => Ok(Either::Plain(tcp)),
+            Some(tls) => {
+                let name = tls.name_for(&link.addr).map_err(|e| e.to_string())?;
+                let s = tls
+                    .connector()
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Ok(Either::Tls(Box::new(s)))
+            }
+        }
+    };
+    let stream = match tokio::time::timeout(link.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail_queued(jobs, PipeError::Connect(e.to_string())),
+        Ok(Err(e)) => return fail_queued(jobs, PipeError::Connect(e)),
         Err(_) => {
             let msg = format!("no connection within {:?}", link.connect_timeout);
             return fail_queued(jobs, PipeError::Connect(msg));
         }
     };
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    match stream {
+        // A plain socket splits without a lock between its halves.
+        Either::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            drive(link, jobs, rd, wr).await
+        }
+        Either::Tls(tls) => {
+            let (rd, wr) = tokio::io::split(tls);
+            drive(link, jobs, rd, wr).await
+        }
+    }
+}
+
+enum Either {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn drive<R, W>(link: Link, mut jobs: mpsc::Receiver<Job>, mut rd: R, mut wr: W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let pending: Mutex<VecDeque<Pending>> = Mutex::new(VecDeque::new());
     let answered = tokio::sync::Notify::new();
     // Both halves run in this one task, so a request and its answer never cost a cross-task
@@ -569,7 +613,7 @@ HTTP/1.1 204 No Content\r\n\r\n";
     }
 
     fn pipes(answer_timeout: Duration) -> Pipelines {
-        Pipelines::new(Some("sesame"), Duration::from_secs(1), answer_timeout)
+        Pipelines::new(Some("sesame"), Duration::from_secs(1), answer_timeout, None)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,6 +652,7 @@ HTTP/1.1 204 No Content\r\n\r\n";
             Some("wrong"),
             Duration::from_secs(1),
             Duration::from_secs(5),
+            None,
         );
         let err = wrong.get(&addr, b"k1", &sender()).await.unwrap_err();
         assert_eq!(
@@ -622,6 +667,7 @@ HTTP/1.1 204 No Content\r\n\r\n";
             Some("a\r\nb"),
             Duration::from_secs(1),
             Duration::from_secs(5),
+            None,
         );
         let err = broken.get(&addr, b"k1", &sender()).await.unwrap_err();
         assert!(

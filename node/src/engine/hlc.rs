@@ -26,12 +26,14 @@ impl Hlc {
         Hlc::default()
     }
 
-    /// A fresh version strictly greater than every version issued or observed so far.
+    /// A fresh version strictly greater than every version issued or observed so far (at the
+    /// very top of the range it saturates instead of wrapping around to the past; versions from
+    /// too far in the future are refused before they are observed, see `Engine::apply`).
     pub fn now(&self, wall_ms: u64) -> u64 {
         let wall = compose(wall_ms, 0);
         let mut cur = self.last.load(Ordering::Relaxed);
         loop {
-            let next = wall.max(cur + 1);
+            let next = wall.max(cur.saturating_add(1));
             match self
                 .last
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
@@ -71,6 +73,14 @@ mod tests {
         let a = h.now(5_000);
         let b = h.now(4_000);
         assert!(b > a);
+    }
+
+    #[test]
+    fn the_clock_saturates_at_the_top_of_its_range() {
+        let h = Hlc::new();
+        h.observe(u64::MAX);
+        assert_eq!(h.now(1_000), u64::MAX);
+        assert_eq!(h.now(1_000), u64::MAX, "no wrap-around to the past");
     }
 
     #[test]

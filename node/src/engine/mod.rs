@@ -76,7 +76,15 @@ pub enum EngineError {
     TooLarge { size: u64, max: u64 },
     #[error("partition {0} is out of range")]
     NoSuchPartition(u32),
+    #[error(
+        "record version is {ahead_ms} ms ahead of this node's clock (more than {MAX_FUTURE_MS} ms): refused"
+    )]
+    FutureVersion { ahead_ms: u64 },
 }
+
+/// How far ahead of the local clock a replicated version may be (clock skew between nodes is
+/// far smaller; a version much further ahead would block every later write of its key).
+pub const MAX_FUTURE_MS: u64 = 3_600_000;
 
 /// What `apply` did with an incoming record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +260,12 @@ impl Engine {
 
     /// Applies a record from a peer (replication, migration, snapshot): newer version wins.
     pub fn apply(&self, rec: &Record, now_ms: u64) -> Result<Applied, EngineError> {
+        let physical = hlc::physical_ms(rec.version);
+        if physical > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(EngineError::FutureVersion {
+                ahead_ms: physical - now_ms,
+            });
+        }
         self.hlc.observe(rec.version);
         if rec.expires_at != 0 && rec.expires_at <= now_ms {
             // Already expired (or a tombstone past its grace): storing it would only be swept.

@@ -255,6 +255,31 @@ fn entries_a_pull_did_not_confirm_are_removed_only_when_old() {
 }
 
 #[test]
+fn a_version_far_in_the_future_is_refused_and_changes_nothing() {
+    let e = engine(1 << 20, EvictionPolicy::Lru);
+    e.set(b"k", b("v1"), None, T0).unwrap();
+    let clock_before = e.hlc().last();
+    let hostile = Record {
+        key: b("k"),
+        version: u64::MAX,
+        expires_at: 0,
+        value: Some(b("takeover")),
+    };
+    assert!(matches!(
+        e.apply(&hostile, T0),
+        Err(EngineError::FutureVersion { .. })
+    ));
+    assert_eq!(e.get(b"k", T0), Some(b("v1")));
+    assert_eq!(e.hlc().last(), clock_before, "the clock did not jump");
+    // A little ahead (clock skew) is fine.
+    let skewed = Record {
+        version: hlc::compose(T0 + 5_000, 0),
+        ..hostile
+    };
+    assert_eq!(e.apply(&skewed, T0), Ok(Applied::Stored));
+}
+
+#[test]
 fn scan_partition_pages_in_key_order_including_tombstones() {
     let e = Engine::new(EngineConfig::new(1, 1 << 20, EvictionPolicy::Lru));
     for i in 0..25u32 {

@@ -44,11 +44,18 @@ fn unauthorized() -> Response {
     .into_response()
 }
 
+/// `/v1/*` with `--auth-token-file`: the client token, or the internal token (a peer forwarding
+/// a request it already authenticated: the client's own token never leaves the node it reached).
 pub async fn public(State(s): State<SharedState>, req: Request, next: Next) -> Response {
-    if let Some(token) = s.auth_token.as_deref()
-        && !bearer(&req).is_some_and(|b| same(b, token))
-    {
-        return unauthorized();
+    if let Some(token) = s.auth_token.as_deref() {
+        let client = bearer(&req).is_some_and(|b| same(b, token));
+        let peer = s
+            .internal_token
+            .as_deref()
+            .is_some_and(|t| internal_token(&req).is_some_and(|b| same(b, t)));
+        if !client && !peer {
+            return unauthorized();
+        }
     }
     next.run(req).await
 }

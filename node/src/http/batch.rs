@@ -11,9 +11,9 @@
 
 use super::{ApiError, SharedState, error::body_rejection, keys};
 use crate::cluster::{self, Origin};
-use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
@@ -22,8 +22,17 @@ use serde::{Deserialize, Serialize};
 
 /// Most ops accepted in one batch.
 pub const MAX_BATCH_OPS: usize = 10_000;
-/// Gets of one batch in flight at once.
-const CONCURRENT_GETS: usize = 256;
+/// Answers held in memory at once for one batch, in value bytes (the answer is streamed: a batch
+/// of 10,000 gets of a 1 MiB value is 10 GB of answer, never 10 GB of memory).
+const IN_FLIGHT_BYTES: u64 = 32 << 20;
+/// Serialized answers queued for the response body (written as the client reads).
+const QUEUED_ANSWERS: usize = 16;
+
+/// Gets of one batch run at once: as many as fit in [`IN_FLIGHT_BYTES`] at the largest value
+/// size, between 16 (values up to 2 MiB) and 256 (forwarded ones coalesce per owner).
+fn concurrent_gets(max_value_size: u64) -> usize {
+    (IN_FLIGHT_BYTES / max_value_size.max(1)).clamp(16, 256) as usize
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -99,14 +108,17 @@ pub struct BatchResponse {
     pub results: Vec<OpResult>,
 }
 
+/// Runs the ops in order and streams `{"results": [...]}` as they complete, so that memory
+/// stays bounded whatever the answer's size: a slow reader slows the batch down instead.
 pub async fn batch(
     State(s): State<SharedState>,
     h: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = body.map_err(body_rejection)?;
     let req: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_batch", format!("invalid batch request: {e}")))?;
+    drop(body);
     if req.ops.len() > MAX_BATCH_OPS {
         return Err(ApiError::bad_request(
             "bad_batch",
@@ -114,31 +126,88 @@ pub async fn batch(
         ));
     }
     let origin = keys::origin_of(&h);
-    let mut results = Vec::with_capacity(req.ops.len());
-    let mut ops = req.ops.into_iter().peekable();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_ANSWERS);
+    tokio::spawn(async move { run_all(&s, req.ops, &origin, &tx).await });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Where the answers go: the response body while the client reads it. Once the client is gone
+/// the answers are dropped, but every op still runs: a batch of writes whose answer nobody reads
+/// is still a batch of writes.
+struct Answers<'a> {
+    tx: &'a tokio::sync::mpsc::Sender<Bytes>,
+    first: bool,
+    gone: bool,
+}
+
+impl Answers<'_> {
+    async fn send(&mut self, chunk: Bytes) {
+        if !self.gone && self.tx.send(chunk).await.is_err() {
+            self.gone = true;
+        }
+    }
+
+    async fn result(&mut self, r: OpResult) {
+        if self.gone {
+            return;
+        }
+        let mut out = if self.first { Vec::new() } else { vec![b','] };
+        self.first = false;
+        // Serializing a struct of strings and integers cannot fail.
+        let _ = serde_json::to_writer(&mut out, &r);
+        self.send(Bytes::from(out)).await;
+    }
+}
+
+/// Runs every op in order, streaming the opening, each answer (comma-separated, in op order) and
+/// the closing to `tx`.
+async fn run_all(
+    s: &SharedState,
+    ops: Vec<Op>,
+    origin: &Origin,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let mut out = Answers {
+        tx,
+        first: true,
+        gone: false,
+    };
+    out.send(Bytes::from_static(b"{\"results\":[")).await;
+    let concurrency = concurrent_gets(s.max_value_size);
+    let mut ops = ops.into_iter().peekable();
     while let Some(op) = ops.next() {
         if !matches!(op, Op::Get { .. }) {
-            results.push(
-                run_op(&s, op, &origin)
-                    .await
-                    .unwrap_or_else(OpResult::error),
-            );
+            let r = run_op(s, op, origin).await;
+            out.result(r.unwrap_or_else(OpResult::error)).await;
             continue;
         }
-        // Consecutive gets do not affect each other, so they run together (results still in
+        // Consecutive gets do not affect each other, so they run together (answers still in
         // op order); the forwarded ones among them are coalesced into one multi-get per owner.
         let mut gets = vec![op];
         while let Some(next) = ops.next_if(|o| matches!(o, Op::Get { .. })) {
             gets.push(next);
         }
+        if out.gone {
+            // Nobody reads the answers: reads have no effect to carry out.
+            continue;
+        }
         let mut answers = futures_util::stream::iter(gets)
-            .map(|op| run_op(&s, op, &origin))
-            .buffered(CONCURRENT_GETS);
+            .map(|op| run_op(s, op, origin))
+            .buffered(concurrency);
         while let Some(r) = answers.next().await {
-            results.push(r.unwrap_or_else(OpResult::error));
+            out.result(r.unwrap_or_else(OpResult::error)).await;
         }
     }
-    Ok(Json(BatchResponse { results }))
+    out.send(Bytes::from_static(b"]}")).await;
 }
 
 async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<OpResult, ApiError> {

@@ -53,6 +53,7 @@ impl From<crate::engine::EngineError> for ApiError {
                 e.to_string(),
             ),
             E::NoSuchPartition(_) => ApiError::not_found(e.to_string()),
+            E::FutureVersion { .. } => ApiError::bad_request("future_version", e.to_string()),
         }
     }
 }

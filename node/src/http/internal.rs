@@ -160,9 +160,27 @@ pub async fn apply(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let body = body.map_err(super::error::body_rejection)?;
-    let records = crate::wire::decode_all(&body)
-        .map_err(|e| ApiError::bad_request("bad_stream", e.to_string()))?;
+    let max_value = usize::try_from(s.max_value_size).unwrap_or(usize::MAX);
+    let records = crate::wire::decode_all(&body, max_value).map_err(|e| match e {
+        crate::wire::WireError::ValueTooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            e.to_string(),
+        ),
+        e => ApiError::bad_request("bad_stream", e.to_string()),
+    })?;
     let now = s.clock.now_ms();
+    // Refuse the whole stream before applying any of it when one record is from the future.
+    let limit = now.saturating_add(crate::engine::MAX_FUTURE_MS);
+    if let Some(r) = records
+        .iter()
+        .find(|r| crate::engine::hlc::physical_ms(r.version) > limit)
+    {
+        return Err(crate::engine::EngineError::FutureVersion {
+            ahead_ms: crate::engine::hlc::physical_ms(r.version) - now,
+        }
+        .into());
+    }
     for r in &records {
         s.engine.apply(r, now)?;
     }

@@ -49,14 +49,10 @@ fn ttl_from_query(q: Option<&str>) -> Result<Option<u64>, ApiError> {
     Ok(None)
 }
 
-/// Loop guard and credentials of the incoming request.
+/// Loop guard of the incoming request.
 pub fn origin_of(h: &HeaderMap) -> Origin {
     Origin {
         forwarded: h.contains_key(FORWARDED),
-        auth: h
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub progress: parking_lot::Mutex<crate::cluster::migration::Progress>,
     /// Highest peer epoch a ring fetch was started for (one fetch per epoch, not per request).
     pub learning_epoch: std::sync::atomic::AtomicU64,
+    /// Longest a partition pull may wait for the source's next bytes.
+    pub pull_idle_timeout: std::time::Duration,
 }
 
 pub type SharedState = Arc<AppState>;

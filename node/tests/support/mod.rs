@@ -74,10 +74,13 @@ impl Cluster {
             dir,
             nodes,
             ring: RingDoc::single_node("placeholder", "127.0.0.1:1", PARTITIONS),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http: {
+                ringcache_node::tls::install_crypto_provider();
+                reqwest::Client::builder()
+            }
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
         }
     }
 
