@@ -94,6 +94,9 @@ pub struct Args {
     /// (DESIGN addition) Time a client has to send a request's headers.
     #[arg(long, env = "RINGCACHE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
     pub header_read_timeout: u64,
+    /// (DESIGN addition) Memory for request bodies and batch answers held at once (quantity).
+    #[arg(long, env = "RINGCACHE_BUFFER_MEMORY", default_value = "16Mi", value_parser = parse_size)]
+    pub buffer_memory: u64,
     /// (DESIGN addition) Longest a request body (or a partition pull) may stall between bytes.
     #[arg(long, env = "RINGCACHE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
     pub body_idle_timeout: u64,
@@ -123,6 +126,7 @@ pub struct NodeConfig {
     pub max_connections: usize,
     pub header_read_timeout_ms: u64,
     pub body_idle_timeout_ms: u64,
+    pub buffer_memory: u64,
 }
 
 impl NodeConfig {
@@ -150,6 +154,7 @@ impl NodeConfig {
             max_connections: 10_000,
             header_read_timeout_ms: 10_000,
             body_idle_timeout_ms: 30_000,
+            buffer_memory: 16 << 20,
         }
     }
 
@@ -189,6 +194,7 @@ impl NodeConfig {
             max_connections: a.max_connections,
             header_read_timeout_ms: a.header_read_timeout.max(1),
             body_idle_timeout_ms: a.body_idle_timeout.max(1),
+            buffer_memory: a.buffer_memory.max(1 << 20),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! ringcache node: a partitioned in-memory storage engine ([`engine`]) behind the HTTP API of
 //! DESIGN.md ([`http`]), configured by [`config::Args`] and started by [`server::run`].
 
+pub mod budget;
 pub mod clock;
 pub mod cluster;
 pub mod config;

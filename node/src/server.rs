@@ -92,6 +92,7 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Sh
         progress: parking_lot::Mutex::default(),
         learning_epoch: std::sync::atomic::AtomicU64::new(0),
         pull_idle_timeout: Duration::from_millis(cfg.body_idle_timeout_ms),
+        budget: crate::budget::Budget::new(cfg.buffer_memory),
     }))
 }
 

@@ -201,6 +201,8 @@ pub const KEYS_CONTENT_TYPE: &str = "application/x-ringcache-keys";
 pub const RESULTS_CONTENT_TYPE: &str = "application/x-ringcache-results";
 /// Keys per multi-get at most.
 pub const MAX_KEYS: usize = 4096;
+/// Largest multi-get body: the count and `MAX_KEYS` keys of the longest length.
+pub const MAX_KEYS_BODY: usize = 4 + MAX_KEYS * (2 + ringcache_ring::MAX_KEY_LEN);
 
 /// One key's answer in a multi-get.
 #[derive(Debug, Clone, PartialEq, Eq)]

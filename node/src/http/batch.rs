@@ -9,10 +9,10 @@
 //! implemented: JSON only. Runs of consecutive gets are read concurrently; sets and deletes run one
 //! after another in op order.
 
-use super::{ApiError, SharedState, error::body_rejection, keys};
+use super::{ApiError, SharedState, keys};
+use crate::budget::Draw;
 use crate::cluster::{self, Origin};
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -86,21 +86,32 @@ impl OpResult {
             ..Default::default()
         }
     }
+}
 
-    fn found(v: &Bytes) -> OpResult {
-        match std::str::from_utf8(v) {
-            Ok(s) => OpResult {
-                status: 200,
-                value: Some(s.to_string()),
-                ..Default::default()
-            },
-            Err(_) => OpResult {
-                status: 200,
-                value_base64: Some(B64.encode(v)),
-                ..Default::default()
-            },
+/// Writes a found value's answer (`{"status":200,"value":…}` or `…"valueBase64":…}`) straight
+/// from the stored bytes: one copy into the output, none in between.
+fn write_found(out: &mut Vec<u8>, v: &[u8]) {
+    match std::str::from_utf8(v) {
+        Ok(text) => {
+            out.extend_from_slice(br#"{"status":200,"value":"#);
+            // Serializing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, text);
+            out.push(b'}');
+        }
+        Err(_) => {
+            out.extend_from_slice(br#"{"status":200,"valueBase64":""#);
+            let start = out.len();
+            out.resize(start + v.len().div_ceil(3) * 4, 0);
+            let n = B64.encode_slice(v, &mut out[start..]).unwrap_or(0);
+            out.truncate(start + n);
+            out.extend_from_slice(b"\"}");
         }
     }
+}
+
+/// Bytes a found value's answer takes (exact for base64; for text, escaping adds little).
+fn found_size(v: &[u8]) -> u64 {
+    v.len() as u64 * 4 / 3 + 64
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,28 +121,28 @@ pub struct BatchResponse {
 
 /// Runs the ops in order and streams `{"results": [...]}` as they complete, so that memory
 /// stays bounded whatever the answer's size: a slow reader slows the batch down instead.
-pub async fn batch(
-    State(s): State<SharedState>,
-    h: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
+pub async fn batch(State(s): State<SharedState>, req: Request) -> Result<Response, ApiError> {
+    let origin = keys::origin_of(req.headers());
+    let limit = super::batch_body_limit(s.max_value_size);
+    let (body, draw) = super::body::read(&s, req, limit).await?;
     let req: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_batch", format!("invalid batch request: {e}")))?;
-    drop(body);
+    drop((body, draw));
     if req.ops.len() > MAX_BATCH_OPS {
         return Err(ApiError::bad_request(
             "bad_batch",
             format!("{} ops, the maximum is {MAX_BATCH_OPS}", req.ops.len()),
         ));
     }
-    let origin = keys::origin_of(&h);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_ANSWERS);
+    let (tx, rx) = tokio::sync::mpsc::channel::<(Bytes, Draw)>(QUEUED_ANSWERS);
     tokio::spawn(async move { run_all(&s, req.ops, &origin, &tx).await });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    // Each answer holds its share of the buffer budget until the next one is asked for: by
+    // then hyper has passed it on to the socket.
+    let stream = futures_util::stream::unfold((rx, None::<Draw>), |(mut rx, held)| async move {
+        drop(held);
         rx.recv()
             .await
-            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+            .map(|(chunk, draw)| (Ok::<_, std::convert::Infallible>(chunk), (rx, Some(draw))))
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -144,29 +155,63 @@ pub async fn batch(
 /// the answers are dropped, but every op still runs: a batch of writes whose answer nobody reads
 /// is still a batch of writes.
 struct Answers<'a> {
-    tx: &'a tokio::sync::mpsc::Sender<Bytes>,
+    s: &'a SharedState,
+    tx: &'a tokio::sync::mpsc::Sender<(Bytes, Draw)>,
     first: bool,
     gone: bool,
 }
 
 impl Answers<'_> {
-    async fn send(&mut self, chunk: Bytes) {
-        if !self.gone && self.tx.send(chunk).await.is_err() {
+    async fn send(&mut self, chunk: Bytes, draw: Draw) {
+        if !self.gone && self.tx.send((chunk, draw)).await.is_err() {
             self.gone = true;
         }
     }
 
-    async fn result(&mut self, r: OpResult) {
+    async fn result(&mut self, r: Answer) {
         if self.gone {
             return;
         }
-        let mut out = if self.first { Vec::new() } else { vec![b','] };
+        // The answer's share of the buffer budget, taken before it is serialized.
+        let size = match &r {
+            Answer::Found(v) => found_size(v),
+            _ => 0,
+        };
+        let Ok(draw) = self.s.budget.draw(size, ANSWER_WAIT).await else {
+            // No room for a long time: the reader is too slow for everyone else; stop here.
+            self.gone = true;
+            return;
+        };
+        let mut out = Vec::with_capacity(size as usize + 1);
+        if !self.first {
+            out.push(b',');
+        }
         self.first = false;
-        // Serializing a struct of strings and integers cannot fail.
-        let _ = serde_json::to_writer(&mut out, &r);
-        self.send(Bytes::from(out)).await;
+        match r {
+            Answer::Found(v) => write_found(&mut out, &v),
+            // Serializing a struct of strings and integers cannot fail.
+            Answer::Done(status) => {
+                let _ = serde_json::to_writer(&mut out, &OpResult::status(status));
+            }
+            Answer::Failed(e) => {
+                let _ = serde_json::to_writer(&mut out, &OpResult::error(e));
+            }
+        }
+        self.send(Bytes::from(out), draw).await;
     }
 }
+
+/// One op's outcome before it is serialized: a found value is still the stored `Bytes` (shared,
+/// not copied) until the budget has room for its JSON form.
+enum Answer {
+    Found(Bytes),
+    Done(u16),
+    Failed(ApiError),
+}
+
+/// How long an answer waits for room in the buffer budget before the batch gives up on its
+/// reader.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs every op in order, streaming the opening, each answer (comma-separated, in op order) and
 /// the closing to `tx`.
@@ -174,20 +219,22 @@ async fn run_all(
     s: &SharedState,
     ops: Vec<Op>,
     origin: &Origin,
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    tx: &tokio::sync::mpsc::Sender<(Bytes, Draw)>,
 ) {
     let mut out = Answers {
+        s,
         tx,
         first: true,
         gone: false,
     };
-    out.send(Bytes::from_static(b"{\"results\":[")).await;
+    out.send(Bytes::from_static(b"{\"results\":["), Draw::none())
+        .await;
     let concurrency = concurrent_gets(s.max_value_size);
     let mut ops = ops.into_iter().peekable();
     while let Some(op) = ops.next() {
         if !matches!(op, Op::Get { .. }) {
             let r = run_op(s, op, origin).await;
-            out.result(r.unwrap_or_else(OpResult::error)).await;
+            out.result(r.unwrap_or_else(Answer::Failed)).await;
             continue;
         }
         // Consecutive gets do not affect each other, so they run together (answers still in
@@ -204,19 +251,19 @@ async fn run_all(
             .map(|op| run_op(s, op, origin))
             .buffered(concurrency);
         while let Some(r) = answers.next().await {
-            out.result(r.unwrap_or_else(OpResult::error)).await;
+            out.result(r.unwrap_or_else(Answer::Failed)).await;
         }
     }
-    out.send(Bytes::from_static(b"]}")).await;
+    out.send(Bytes::from_static(b"]}"), Draw::none()).await;
 }
 
-async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<OpResult, ApiError> {
+async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<Answer, ApiError> {
     match op {
         Op::Get { key } => {
             let k = keys::check_key(&key)?;
             Ok(match cluster::read(s, k, origin.forwarded).await? {
-                Some(v) => OpResult::found(&v),
-                None => OpResult::error(ApiError::not_found("key not found")),
+                Some(v) => Answer::Found(v),
+                None => Answer::Failed(ApiError::not_found("key not found")),
             })
         }
         Op::Set {
@@ -255,7 +302,7 @@ async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<OpResult, Ap
                 ttl_ms: ttl,
             };
             cluster::write(s, k, w, origin).await?;
-            Ok(OpResult::status(204))
+            Ok(Answer::Done(204))
         }
         Op::Del { key } => {
             let k = keys::check_key(&key)?;
@@ -264,7 +311,7 @@ async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<OpResult, Ap
                 ttl_ms: None,
             };
             cluster::write(s, k, w, origin).await?;
-            Ok(OpResult::status(204))
+            Ok(Answer::Done(204))
         }
     }
 }

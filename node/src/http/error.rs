@@ -57,16 +57,3 @@ impl From<crate::engine::EngineError> for ApiError {
         }
     }
 }
-
-/// Maps axum's body rejection: too large → 413 (nothing stored), anything else → 400.
-pub fn body_rejection(r: axum::extract::rejection::BytesRejection) -> ApiError {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
-            "request body exceeds the maximum value size",
-        )
-    } else {
-        ApiError::bad_request("bad_body", r.body_text())
-    }
-}

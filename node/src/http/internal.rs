@@ -2,18 +2,13 @@
 
 use super::{ApiError, SharedState};
 use crate::ring_state::{RingUpdate, RingUpdateError};
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use bytes::Bytes;
 
 /// `PUT /internal/v1/ring`: 204 accepted or the same document again, 409 older epoch or a
 /// different document of the current epoch, 400 invalid.
-pub async fn put_ring(
-    State(s): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    let body = body.map_err(super::error::body_rejection)?;
+pub async fn put_ring(State(s): State<SharedState>, req: Request) -> Result<StatusCode, ApiError> {
+    let (body, _draw) = super::body::read(&s, req, crate::cluster::peer::MAX_RING_BYTES).await?;
     match crate::cluster::install_ring(&s, &body, "push") {
         Ok(RingUpdate::Accepted | RingUpdate::SameEpoch) => Ok(StatusCode::NO_CONTENT),
         Err(e @ RingUpdateError::OlderEpoch { .. }) => Err(ApiError::new(
@@ -36,12 +31,12 @@ pub async fn put_ring(
 /// disagree, and the sender should ask another owner).
 pub async fn get_many(
     State(s): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<axum::response::Response, ApiError> {
     use crate::wire;
     use axum::response::IntoResponse;
     use bytes::BufMut;
-    let body = body.map_err(super::error::body_rejection)?;
+    let (body, _draw) = super::body::read(&s, req, wire::MAX_KEYS_BODY).await?;
     let keys =
         wire::decode_keys(&body).map_err(|e| ApiError::bad_request("bad_keys", e.to_string()))?;
     let view = s.ring.get();
@@ -76,6 +71,9 @@ pub async fn migration(
 ) -> axum::Json<crate::cluster::migration::MigrationStatus> {
     axum::Json(crate::cluster::migration::status(&s))
 }
+
+/// Bytes of records in one chunk of a partition stream (at least one record).
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// `GET /internal/v1/partitions/{p}[?after=HEXKEY]`: the partition's entries (tombstones
 /// included) as a record stream, read in bounded batches so memory stays flat.
@@ -134,16 +132,23 @@ pub async fn partition(
                     now,
                 )
                 .unwrap_or_default();
+        // A chunk holds up to SCAN_BATCH entries or CHUNK_BYTES (at least one entry), so that
+        // large values never make one chunk large.
         let mut out = bytes::BytesMut::new();
+        let mut sent = 0usize;
         for r in &batch {
             crate::wire::encode_record(&mut out, r);
+            sent += 1;
+            if out.len() >= CHUNK_BYTES {
+                break;
+            }
         }
-        st.count += batch.len() as u64;
-        if batch.len() < crate::cluster::migration::SCAN_BATCH {
+        st.count += sent as u64;
+        if sent == batch.len() && batch.len() < crate::cluster::migration::SCAN_BATCH {
             crate::wire::encode_trailer(&mut out, st.count);
             st.finished = true;
         }
-        st.cursor = batch.last().map(|r| r.key.to_vec()).or(st.cursor);
+        st.cursor = batch[..sent].last().map(|r| r.key.to_vec()).or(st.cursor);
         Some((Ok::<_, std::convert::Infallible>(out.freeze()), st))
     });
     Ok((
@@ -155,11 +160,9 @@ pub async fn partition(
 
 /// `POST /internal/v1/apply`: replica writes as a record stream, applied newer-wins.
 /// A truncated or malformed stream is refused whole (400) and nothing is applied.
-pub async fn apply(
-    State(s): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    let body = body.map_err(super::error::body_rejection)?;
+pub async fn apply(State(s): State<SharedState>, req: Request) -> Result<StatusCode, ApiError> {
+    let limit = super::batch_body_limit(s.max_value_size);
+    let (body, _draw) = super::body::read(&s, req, limit).await?;
     let max_value = usize::try_from(s.max_value_size).unwrap_or(usize::MAX);
     let records = crate::wire::decode_all(&body, max_value).map_err(|e| match e {
         crate::wire::WireError::ValueTooLarge { .. } => ApiError::new(

@@ -1,13 +1,11 @@
 //! `GET/PUT/DELETE /v1/keys/{key}`.
 
-use super::{ApiError, SharedState, error::body_rejection};
+use super::{ApiError, SharedState};
 use crate::cluster::{self, Origin, peer::FORWARDED};
 use crate::quantity::parse_duration_ms;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use ringcache_ring::MAX_KEY_LEN;
 
 /// Longest accepted TTL (10 years): larger values are almost certainly unit mistakes.
@@ -85,12 +83,13 @@ pub async fn put(
     State(s): State<SharedState>,
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
-    h: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
     let k = check_key(&key)?;
     let ttl = ttl_from_query(q.as_deref())?;
-    let body = body.map_err(body_rejection)?;
+    let origin = origin_of(req.headers());
+    let limit = usize::try_from(s.max_value_size).unwrap_or(usize::MAX);
+    let (body, _draw) = super::body::read(&s, req, limit).await?;
     if body.len() as u64 > s.max_value_size {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,7 +106,7 @@ pub async fn put(
         value: Some(body),
         ttl_ms: ttl,
     };
-    cluster::write(&s, k, w, &origin_of(&h)).await?;
+    cluster::write(&s, k, w, &origin).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

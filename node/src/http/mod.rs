@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod batch;
+mod body;
 pub mod error;
 mod internal;
 mod keys;
@@ -50,12 +51,15 @@ pub struct AppState {
     pub learning_epoch: std::sync::atomic::AtomicU64,
     /// Longest a partition pull may wait for the source's next bytes.
     pub pull_idle_timeout: std::time::Duration,
+    /// Memory for request bodies and batch answers held at once.
+    pub budget: crate::budget::Budget,
 }
 
 pub type SharedState = Arc<AppState>;
 
-/// Largest batch body: room for many values of the maximum size, at least 16 MiB.
-fn batch_body_limit(max_value_size: u64) -> usize {
+/// Largest batch (and replica write) body: room for several values of the maximum size, at
+/// least 16 MiB.
+pub(crate) fn batch_body_limit(max_value_size: u64) -> usize {
     (max_value_size.saturating_mul(4).max(16 << 20)).min(usize::MAX as u64) as usize
 }
 

@@ -1,0 +1,62 @@
+//! Reading a request body within two bounds: the route's size limit (413 above it, nothing
+//! read past it) and the node's buffer budget ([`crate::budget`]), drawn before the body is
+//! buffered and held until the handler is done with it.
+
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::time::Duration;
+
+use super::{ApiError, SharedState};
+use crate::budget::Draw;
+
+/// Bodies this small are read without drawing on the budget: the connection limit bounds them.
+const SMALL: u64 = 4 * 1024;
+/// How long a request waits for room in the budget before it gets 503.
+const WAIT: Duration = Duration::from_secs(2);
+
+/// The whole body (at most `limit` bytes) and the budget it holds.
+pub async fn read(s: &SharedState, req: Request, limit: usize) -> Result<(Bytes, Draw), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    // Without a declared length the body may be anything up to the limit.
+    let need = declared.unwrap_or(limit as u64);
+    let draw = if need < SMALL {
+        s.budget.draw(0, WAIT).await
+    } else {
+        s.budget.draw(need, WAIT).await
+    }
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()))?;
+    // Into one buffer of the declared size: collecting frames and then joining them would hold
+    // the body twice.
+    let mut buf = bytes::BytesMut::with_capacity(need.min(limit as u64) as usize);
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            // A body that stalls (idle timeout) or breaks.
+            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok((buf.freeze(), draw))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "value_too_large",
+        format!("request body exceeds the {limit}-byte limit of this route"),
+    )
+}
