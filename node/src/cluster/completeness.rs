@@ -135,8 +135,14 @@ impl Completeness {
         let consecutive = g.epoch != 0 && doc.epoch == g.epoch + 1;
         let vouched = self.vouched(view);
         // Skipped epochs may hide a `down` or a commit that moved a partition away and back;
-        // only what the new ring vouches for survives them.
-        let forget_all = state.is_none_or(|s| s == MemberState::Down) || (!consecutive && !vouched);
+        // only what the new ring vouches for survives them. Being put into `recovering` is the
+        // operator asking for every partition to be copied again (this member missed writes, or
+        // restarted): nothing held before counts.
+        let entering_recovery = state == Some(MemberState::Recovering)
+            && g.member_state != Some(MemberState::Recovering);
+        let forget_all = state.is_none_or(|s| s == MemberState::Down)
+            || (!consecutive && !vouched)
+            || entering_recovery;
         let forget_unvouched = !consecutive && vouched;
         g.takes_writes = state.is_some_and(MemberState::takes_writes);
         g.member_state = state;
@@ -381,6 +387,23 @@ mod tests {
         c.on_ring(&view(committed));
         assert_eq!(complete(&c), vec![0, 2, 3]);
         assert_eq!(c.state(1), Some(PartState::Incomplete));
+    }
+
+    #[test]
+    fn being_put_into_recovering_forgets_what_was_held_even_without_a_restart() {
+        // An up member reported stale (it missed writes it acknowledged nothing about) is moved
+        // to recovering with its incarnation unchanged: it must copy everything again.
+        let c = Completeness::new(4, ME);
+        c.on_ring(&view(doc(5, [Up, Up, Up], Some(ME))));
+        assert_eq!(complete(&c), vec![0, 1, 3]);
+        let v = view(doc(6, [Recovering, Up, Up], Some(ME)));
+        c.on_ring(&v);
+        assert!(complete(&c).is_empty());
+        assert!(!c.summary(&v).done);
+        // Progress made while recovering survives the next epochs of the same recovery.
+        assert!(c.finish(0, gen_of(&c, 0), PartState::Complete));
+        c.on_ring(&view(doc(7, [Recovering, Down, Up], Some(ME))));
+        assert_eq!(complete(&c), vec![0]);
     }
 
     #[test]
