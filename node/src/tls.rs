@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How often the certificate files are checked for changes.
@@ -24,43 +24,30 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 pub enum TlsError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("{path} holds no certificate")]
-    NoCertificate { path: PathBuf },
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
     #[error("invalid TLS server name {0:?}")]
     ServerName(String),
 }
 
-/// Makes ring the process's rustls provider (reqwest is built without one of its own; a client
-/// built before any provider is installed would panic). Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use ringcache_common::tls::install_crypto_provider;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    ringcache_common::tls::provider()
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let file = |message: String| TlsError::File {
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::File {
         path: path.to_path_buf(),
-        message,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
+        message: e.to_string(),
+    })
 }
 
 fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certs(cert)?;
+    let chain = ringcache_common::tls::certs(&read(cert)?).map_err(|e| TlsError::File {
+        path: cert.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
         path: key.to_path_buf(),
         message: e.to_string(),
@@ -71,79 +58,6 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError>
         .with_single_cert(chain, key)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// The roots of `--tls-ca-file`.
-pub fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
-    let mut store = RootCertStore::empty();
-    for c in certs(ca)? {
-        store.add(c).map_err(TlsError::Config)?;
-    }
-    Ok(store)
-}
-
-/// A client configuration trusting only `ca` (no client certificate). With `server_name`, a
-/// server's certificate is verified against that name whatever address was dialled.
-pub fn client_config(
-    ca: &Path,
-    server_name: Option<ServerName<'static>>,
-) -> Result<ClientConfig, TlsError> {
-    let roots = Arc::new(roots(ca)?);
-    let builder =
-        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let Some(name) = server_name else {
-        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
-    };
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
-        .build()
-        .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(FixedName { inner, name }))
-        .with_no_client_auth())
-}
-
-/// Full WebPKI verification (chain to the CA, validity, signatures), against a fixed name.
-#[derive(Debug)]
-struct FixedName {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for FixedName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _dialled: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 /// The serving side: the current configuration, replaced when the files change.
@@ -210,13 +124,20 @@ pub struct TlsClient {
 
 impl TlsClient {
     pub fn new(ca: &Path, server_name: Option<&str>) -> Result<TlsClient, TlsError> {
+        let config =
+            ringcache_common::tls::client_config(&read(ca)?, server_name).map_err(|e| {
+                TlsError::File {
+                    path: ca.to_path_buf(),
+                    message: e.to_string(),
+                }
+            })?;
         let server_name = server_name
             .map(|n| {
                 ServerName::try_from(n.to_string()).map_err(|_| TlsError::ServerName(n.into()))
             })
             .transpose()?;
         Ok(TlsClient {
-            config: Arc::new(client_config(ca, server_name.clone())?),
+            config: Arc::new(config),
             server_name,
         })
     }

@@ -58,7 +58,7 @@ pub async fn apply_decision(
             applied.ring_conflict = true;
             return Ok(applied);
         }
-        push_ring(ctx, &owner.namespace, ring, &obs.token).await;
+        push_ring(ctx, &owner.namespace, ring, &obs.token, obs.tls.as_ref()).await;
         if matches!(decision.action, Action::Commit { .. }) {
             ctx.metrics.migration_committed();
         }
@@ -112,7 +112,13 @@ async fn write_ring(
 
 /// Push to every member that is not down; a node that misses it still reads the mounted
 /// ConfigMap and learns the epoch from peers, so failures are logged, not fatal.
-async fn push_ring(ctx: &Context, ns: &str, ring: &RingDoc, token: &str) {
+async fn push_ring(
+    ctx: &Context,
+    ns: &str,
+    ring: &RingDoc,
+    token: &str,
+    tls: Option<&std::sync::Arc<crate::nodes::NodeTls>>,
+) {
     for m in ring
         .members
         .iter()
@@ -122,6 +128,7 @@ async fn push_ring(ctx: &Context, ns: &str, ring: &RingDoc, token: &str) {
             namespace: ns.to_string(),
             pod: m.id.clone(),
             addr: m.addr.clone(),
+            tls: tls.cloned(),
         };
         match ctx.nodes.push_ring(&target, ring, token).await {
             Ok(()) => ctx.metrics.ring_pushed(true),

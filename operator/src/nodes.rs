@@ -7,6 +7,8 @@
 //! operator's own credential anyway), so through the proxy the internal token travels in
 //! `X-Ringcache-Internal-Token` instead.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -21,12 +23,21 @@ pub const MIGRATION_PATH: &str = "/internal/v1/migration";
 pub const TOKEN_HEADER: &str = "x-ringcache-internal-token";
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where a node is: its pod (for the proxy) and its `ip:port` (for direct access).
+/// Where a node is: its pod (for the proxy) and its `ip:port` (for direct access), and how to
+/// trust it when it serves HTTPS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeTarget {
     pub namespace: String,
     pub pod: String,
     pub addr: String,
+    pub tls: Option<Arc<NodeTls>>,
+}
+
+/// A cluster's TLS: the CA its node certificates chain to and the name they carry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeTls {
+    pub ca_pem: Vec<u8>,
+    pub server_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,23 +76,48 @@ pub trait NodeApi: Send + Sync {
     ) -> BoxFuture<'a, Result<MigrationReport, NodeError>>;
 }
 
-/// Direct HTTP to `http://<pod ip>:7070`.
+/// Direct HTTP(S) to `<pod ip>:7070`.
 pub struct DirectNodes {
     http: reqwest::Client,
+    /// One HTTPS client per cluster TLS (CA and name), built on first use.
+    https: Mutex<HashMap<NodeTls, reqwest::Client>>,
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        // Pod IPs are in-cluster addresses; an HTTP(S)_PROXY from the environment must not capture them.
+        .no_proxy()
 }
 
 impl DirectNodes {
     pub fn new() -> Result<Self, reqwest::Error> {
-        // reqwest is built without a TLS provider of its own (ring is the workspace's).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        ringcache_common::tls::install_crypto_provider();
         Ok(DirectNodes {
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .connect_timeout(TIMEOUT)
-                // Pod IPs are in-cluster addresses; an HTTP(S)_PROXY from the environment must not capture them.
-                .no_proxy()
-                .build()?,
+            http: builder().build()?,
+            https: Mutex::default(),
         })
+    }
+
+    /// The client and base URL for `node`.
+    fn client(&self, node: &NodeTarget) -> Result<(reqwest::Client, String), NodeError> {
+        let Some(tls) = &node.tls else {
+            return Ok((self.http.clone(), format!("http://{}", node.addr)));
+        };
+        let mut cache = self.https.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(tls.as_ref()) {
+            return Ok((c.clone(), format!("https://{}", node.addr)));
+        }
+        let config =
+            ringcache_common::tls::client_config(&tls.ca_pem, Some(&tls.server_name))
+                .map_err(|e| transport(&node.pod, e))?;
+        let client = builder()
+            .tls_backend_preconfigured(config)
+            .build()
+            .map_err(|e| transport(&node.pod, e))?;
+        cache.insert(tls.as_ref().clone(), client.clone());
+        Ok((client, format!("https://{}", node.addr)))
     }
 }
 
@@ -100,9 +136,9 @@ impl NodeApi for DirectNodes {
         token: &'a str,
     ) -> BoxFuture<'a, Result<(), NodeError>> {
         Box::pin(async move {
-            let resp = self
-                .http
-                .put(format!("http://{}{RING_PATH}", node.addr))
+            let (http, base) = self.client(node)?;
+            let resp = http
+                .put(format!("{base}{RING_PATH}"))
                 .bearer_auth(token)
                 .header("content-type", "application/json")
                 .body(ring.to_json_pretty())
@@ -128,9 +164,9 @@ impl NodeApi for DirectNodes {
         token: &'a str,
     ) -> BoxFuture<'a, Result<MigrationReport, NodeError>> {
         Box::pin(async move {
-            let resp = self
-                .http
-                .get(format!("http://{}{MIGRATION_PATH}", node.addr))
+            let (http, base) = self.client(node)?;
+            let resp = http
+                .get(format!("{base}{MIGRATION_PATH}"))
                 .bearer_auth(token)
                 .send()
                 .await
@@ -162,9 +198,11 @@ impl ProxyNodes {
         ProxyNodes { client }
     }
 
+    /// The pod proxy path; `https:` makes the API server speak HTTPS to the node.
     fn url(node: &NodeTarget, path: &str) -> String {
+        let scheme = if node.tls.is_some() { "https:" } else { "" };
         format!(
-            "/api/v1/namespaces/{}/pods/{}:{PORT}/proxy{path}",
+            "/api/v1/namespaces/{}/pods/{scheme}{}:{PORT}/proxy{path}",
             node.namespace, node.pod
         )
     }
@@ -273,6 +311,7 @@ mod tests {
             namespace: "cache".into(),
             pod: "demo-0".into(),
             addr,
+            tls: None,
         }
     }
 

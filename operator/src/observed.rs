@@ -12,9 +12,12 @@ use ringcache_ring::RingDoc;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::build::{self, Owner, RING_KEY, TOKEN_KEY};
+use std::sync::Arc;
+
+use crate::build::{self, Owner, RING_KEY, TLS_CA_KEY, TOKEN_KEY};
 use crate::context::{Context, Error};
-use crate::nodes::NodeTarget;
+use crate::nodes::{NodeTarget, NodeTls};
+use crate::types::CacheCluster;
 
 /// The StatefulSet pod label that names the revision a pod was created from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -104,9 +107,55 @@ pub struct Observed {
     pub sts_object: Option<StatefulSet>,
     /// Migration reports by pod name, from every addressable pod that answered.
     pub reports: BTreeMap<String, MigrationReport>,
+    /// How to trust the nodes when `spec.tls` is set.
+    pub tls: Option<Arc<NodeTls>>,
+    /// Why `spec.tls` cannot be used (its Secret is missing or has no usable `ca.crt`).
+    pub tls_problem: Option<String>,
 }
 
-pub async fn observe(ctx: &Context, owner: &Owner) -> Result<Observed, Error> {
+/// The CA and server name of `spec.tls`, read from its Secret.
+async fn observe_tls(
+    client: &Client,
+    owner: &Owner,
+    tls: Option<&crate::types::Tls>,
+) -> Result<(Option<Arc<NodeTls>>, Option<String>), Error> {
+    let Some(tls) = tls else {
+        return Ok((None, None));
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), &owner.namespace);
+    let problem = |what: &str| {
+        Ok((
+            None,
+            Some(format!(
+                "spec.tls.secretName {}: {what} (a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt, as cert-manager writes)",
+                tls.secret_name
+            )),
+        ))
+    };
+    let Some(secret) = api.get_opt(&tls.secret_name).await? else {
+        return problem("no such Secret");
+    };
+    let Some(ca) = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(TLS_CA_KEY))
+        .map(|b| b.0.clone())
+    else {
+        return problem("no ca.crt key");
+    };
+    if let Err(e) = ringcache_common::tls::certs(&ca) {
+        return problem(&format!("ca.crt is not usable: {e}"));
+    }
+    Ok((
+        Some(Arc::new(NodeTls {
+            ca_pem: ca,
+            server_name: owner.names.tls_server_name(&owner.namespace),
+        })),
+        None,
+    ))
+}
+
+pub async fn observe(ctx: &Context, owner: &Owner, cc: &CacheCluster) -> Result<Observed, Error> {
     let client = &ctx.client;
     let ns = &owner.namespace;
     let names = &owner.names;
@@ -135,8 +184,9 @@ pub async fn observe(ctx: &Context, owner: &Owner) -> Result<Observed, Error> {
     let sts = sts_object.as_ref().map(|s| StsObs {
         update_revision: s.status.as_ref().and_then(|st| st.update_revision.clone()),
     });
+    let (tls, tls_problem) = observe_tls(client, owner, cc.spec.tls.as_ref()).await?;
     let reports = match &ring {
-        Some(r) => collect_reports(ctx, ns, r, &pods, &token).await,
+        Some(r) => collect_reports(ctx, ns, r, &pods, &token, tls.as_ref()).await,
         None => BTreeMap::new(),
     };
     Ok(Observed {
@@ -148,6 +198,8 @@ pub async fn observe(ctx: &Context, owner: &Owner) -> Result<Observed, Error> {
         sts,
         sts_object,
         reports,
+        tls,
+        tls_problem,
     })
 }
 
@@ -226,6 +278,7 @@ async fn collect_reports(
     ring: &RingDoc,
     pods: &BTreeMap<String, PodObs>,
     token: &str,
+    tls: Option<&Arc<NodeTls>>,
 ) -> BTreeMap<String, MigrationReport> {
     let targets: Vec<NodeTarget> = pods
         .values()
@@ -234,6 +287,7 @@ async fn collect_reports(
             namespace: ns.to_string(),
             pod: p.name.clone(),
             addr: crate::members::addr_of(p.ip.as_deref().unwrap_or_default()),
+            tls: tls.cloned(),
         })
         .collect();
     let answers = join_all(targets.iter().map(|t| async move {

@@ -57,7 +57,7 @@ pub fn backoff(failures: u32) -> Duration {
 
 async fn reconcile_pass(cc: &CacheCluster, ctx: &Context) -> Result<Requeue, Error> {
     let owner = Owner::of(cc)?;
-    let obs = observed::observe(ctx, &owner).await?;
+    let obs = observed::observe(ctx, &owner, cc).await?;
     let decision = if let Some(problem) = &obs.ring_problem {
         // Never overwrite a ring we cannot read: it may be the only record of a migration.
         warn!(%problem, "not acting");
@@ -111,7 +111,11 @@ async fn record(
     let cluster = &owner.names.cluster;
     let previous = cc.status.as_ref();
     let ring_after = applied.ring.as_ref().or(obs.ring.as_ref());
-    let problem = obs.ring_problem.clone().or(applied.sts_conflict.clone());
+    let problem = obs
+        .ring_problem
+        .clone()
+        .or(obs.tls_problem.clone())
+        .or(applied.sts_conflict.clone());
     let new_status = status::build_status(&StatusInputs {
         cluster,
         generation: cc.metadata.generation,

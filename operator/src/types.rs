@@ -133,6 +133,10 @@ pub struct CacheClusterSpec {
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_disruption_budget: Option<PodDisruptionBudgetSpec>,
+
+    /// Serve HTTPS (and node-to-node HTTPS) with a certificate from this Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -191,6 +195,17 @@ pub struct Persistence {
 #[serde(rename_all = "camelCase")]
 pub struct Auth {
     /// Secret in the same namespace with key `token`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// TLS for the nodes: a `kubernetes.io/tls` Secret with `tls.crt`, `tls.key` and `ca.crt` (what
+/// cert-manager writes). The certificate must name `NAME-peers.NAMESPACE.svc` (nodes verify each
+/// other, and the operator verifies them, against that name) and whatever names clients use
+/// (`NAME.NAMESPACE.svc`, …).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
 }

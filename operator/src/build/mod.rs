@@ -28,6 +28,11 @@ pub const TOKEN_KEY: &str = "token";
 pub const RING_DIR: &str = "/etc/ringcache/ring";
 pub const INTERNAL_DIR: &str = "/etc/ringcache/internal";
 pub const AUTH_DIR: &str = "/etc/ringcache/auth";
+pub const TLS_DIR: &str = "/etc/ringcache/tls";
+/// Keys of a `kubernetes.io/tls` Secret (cert-manager writes all three).
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+pub const TLS_CA_KEY: &str = "ca.crt";
 pub const DATA_DIR: &str = "/data";
 pub const CONTAINER_NAME: &str = "node";
 
@@ -68,6 +73,10 @@ impl Names {
     }
     pub fn pdb(&self) -> String {
         self.cluster.clone()
+    }
+    /// The name nodes' certificates are verified against (by peers and by the operator).
+    pub fn tls_server_name(&self, namespace: &str) -> String {
+        format!("{}.{namespace}.svc", self.peers_service())
     }
     /// Member id of the pod with this ordinal (= the pod name).
     pub fn member(&self, ordinal: u32) -> String {

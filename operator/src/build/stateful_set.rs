@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    AUTH_DIR, CONTAINER_NAME, DATA_DIR, INTERNAL_DIR, Owner, PORT, PORT_NAME, RING_DIR, RING_KEY,
+    AUTH_DIR, TLS_CA_KEY, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, CONTAINER_NAME, DATA_DIR, INTERNAL_DIR, Owner, PORT, PORT_NAME, RING_DIR, RING_KEY,
     TOKEN_KEY, default_image, labels, selector_labels,
 };
 use crate::types::CacheCluster;
@@ -81,6 +81,38 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
             ..Volume::default()
         },
     ];
+    let scheme = if let Some(tls) = &spec.tls {
+        for (name, key) in [
+            ("RINGCACHE_TLS_CERT_FILE", TLS_CERT_KEY),
+            ("RINGCACHE_TLS_KEY_FILE", TLS_KEY_KEY),
+            ("RINGCACHE_TLS_CA_FILE", TLS_CA_KEY),
+        ] {
+            envs.push(env(name, &format!("{TLS_DIR}/{key}")));
+        }
+        envs.push(env(
+            "RINGCACHE_TLS_SERVER_NAME",
+            &owner.names.tls_server_name(&owner.namespace),
+        ));
+        mounts.push(mount("tls", TLS_DIR));
+        volumes.push(Volume {
+            name: "tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret_name.clone()),
+                items: Some(
+                    [TLS_CERT_KEY, TLS_KEY_KEY, TLS_CA_KEY]
+                        .into_iter()
+                        .map(key_to_path)
+                        .collect(),
+                ),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
     if let Some(auth) = &spec.auth {
         envs.push(env(
             "RINGCACHE_AUTH_TOKEN_FILE",
@@ -127,7 +159,7 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
             ..ContainerPort::default()
         }]),
         readiness_probe: Some(Probe {
-            http_get: Some(http_get("/readyz")),
+            http_get: Some(http_get("/readyz", scheme)),
             period_seconds: Some(2),
             timeout_seconds: Some(1),
             failure_threshold: Some(1),
@@ -135,7 +167,7 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
             ..Probe::default()
         }),
         liveness_probe: Some(Probe {
-            http_get: Some(http_get("/healthz")),
+            http_get: Some(http_get("/healthz", scheme)),
             period_seconds: Some(10),
             timeout_seconds: Some(2),
             failure_threshold: Some(3),
@@ -339,10 +371,11 @@ fn secret_volume(name: &str, secret: String) -> Volume {
     }
 }
 
-fn http_get(path: &str) -> HTTPGetAction {
+fn http_get(path: &str, scheme: &str) -> HTTPGetAction {
     HTTPGetAction {
         path: Some(path.into()),
         port: IntOrString::String(PORT_NAME.into()),
+        scheme: Some(scheme.into()),
         ..HTTPGetAction::default()
     }
 }
@@ -367,6 +400,55 @@ mod tests {
             .iter()
             .find(|e| e.name == name)
             .and_then(|e| e.value.clone())
+    }
+
+    #[test]
+    fn tls_mounts_the_secret_sets_the_flags_and_probes_over_https() {
+        let plain = pod(&build("{}", 3));
+        let c = &plain.containers[0];
+        let probe = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(probe.scheme.as_deref(), Some("HTTP"));
+        assert_eq!(env_of(c, "RINGCACHE_TLS_CERT_FILE"), None);
+
+        let p = pod(&build(r#"{"tls":{"secretName":"demo-tls"}}"#, 3));
+        let c = &p.containers[0];
+        assert_eq!(
+            env_of(c, "RINGCACHE_TLS_CERT_FILE").as_deref(),
+            Some("/etc/ringcache/tls/tls.crt")
+        );
+        assert_eq!(
+            env_of(c, "RINGCACHE_TLS_KEY_FILE").as_deref(),
+            Some("/etc/ringcache/tls/tls.key")
+        );
+        assert_eq!(
+            env_of(c, "RINGCACHE_TLS_CA_FILE").as_deref(),
+            Some("/etc/ringcache/tls/ca.crt")
+        );
+        assert_eq!(
+            env_of(c, "RINGCACHE_TLS_SERVER_NAME").as_deref(),
+            Some("demo-peers.cache.svc")
+        );
+        for probe in [&c.readiness_probe, &c.liveness_probe] {
+            let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+            assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        }
+        let vol = p
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .unwrap();
+        let secret = vol.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("demo-tls"));
+        let keys: Vec<String> = secret.items.unwrap().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["tls.crt", "tls.key", "ca.crt"]);
+        assert!(
+            c.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.name == "tls" && m.mount_path == "/etc/ringcache/tls")
+        );
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! What every ringcache part must agree on, in one place: the TLS client configuration nodes,
+//! operator and client use to reach nodes ([`tls`]).
+
+pub mod tls;
