@@ -73,64 +73,8 @@ async fn three_nodes_rf2_keys_readable_through_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_3_to_5_under_load_loses_nothing() {
-    // Scaled down from production sizes: 64 partitions, 5k keys before and writes during.
     let mut c = Cluster::new("scaleout", 5);
-    c.ring = c.fresh_ring(&[0, 1, 2], 2, 1);
-    c.write_ring_file();
-    for i in 0..3 {
-        c.start(i, &[]);
-    }
-    for i in 0..3 {
-        c.wait_ready(i).await;
-    }
-    let checker = Checker::default();
-    write_keys(&c, &checker, "pre", 5_000).await;
-    let pre: Vec<String> = checker.acked.lock().keys().cloned().collect();
-
-    // New pods start as joining members (own nothing), then the pending table is written.
-    let mut joining = c.ring.clone();
-    joining.epoch = 2;
-    joining.members.push(c.member(3, MemberState::Joining));
-    joining.members.push(c.member(4, MemberState::Joining));
-    c.set_ring(joining.clone()).await;
-    c.start(3, &[]);
-    c.start(4, &[]);
-    c.wait_ready(3).await;
-    c.wait_ready(4).await;
-
-    let ids: Vec<String> = (0..5).map(|i| c.nodes[i].id.clone()).collect();
-    let target = rebalance(&joining.id_table(&joining.table), &ids, PARTITIONS, 2).unwrap();
-    let target = to_index(&target, &ids);
-    let mut pending = joining.clone();
-    pending.epoch = 3;
-    pending.pending = Some(Pending {
-        table: target.clone(),
-    });
-
-    let load = Load::start(&c, &checker, &[0, 1, 2], "x", &pre);
-    let (moves, gainers) = push_pending(&mut c, &pending, &target).await;
-    c.wait_migrations(&gainers, 3).await;
-    // Partitions pulled by each gainer = what ring::diff planned for it.
-    for &g in &gainers {
-        let v: serde_json::Value = c.json(g, "/internal/v1/migration").await;
-        let planned = moves
-            .iter()
-            .filter(|m| m.gained.contains(&(g as u32)))
-            .count();
-        assert_eq!(v["partitionsTotal"], planned as u64, "{}", c.nodes[g].id);
-        assert_eq!(v["partitionsDone"], planned as u64);
-    }
-    let mut committed = commit_pending(&pending, target, 4);
-    for m in &mut committed.members {
-        m.state = MemberState::Up;
-    }
-    c.set_ring(committed).await;
-    assert_eq!(
-        load.stop().await,
-        0,
-        "reads of pre-existing keys missed during migration"
-    );
-    assert_nothing_lost(&c, &checker, 0..5).await;
+    scale_out_3_to_5_under_load(&mut c, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
