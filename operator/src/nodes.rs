@@ -109,9 +109,8 @@ impl DirectNodes {
         if let Some(c) = cache.get(tls.as_ref()) {
             return Ok((c.clone(), format!("https://{}", node.addr)));
         }
-        let config =
-            ringcache_common::tls::client_config(&tls.ca_pem, Some(&tls.server_name))
-                .map_err(|e| transport(&node.pod, e))?;
+        let config = ringcache_common::tls::client_config(&tls.ca_pem, Some(&tls.server_name))
+            .map_err(|e| transport(&node.pod, e))?;
         let client = builder()
             .tls_backend_preconfigured(config)
             .build()

@@ -13,8 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    AUTH_DIR, TLS_CA_KEY, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, CONTAINER_NAME, DATA_DIR, INTERNAL_DIR, Owner, PORT, PORT_NAME, RING_DIR, RING_KEY,
-    TOKEN_KEY, default_image, labels, selector_labels,
+    AUTH_DIR, CONTAINER_NAME, DATA_DIR, INTERNAL_DIR, Owner, PORT, PORT_NAME, RING_DIR, RING_KEY,
+    TLS_CA_KEY, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, TOKEN_KEY, default_image, labels,
+    selector_labels,
 };
 use crate::types::CacheCluster;
 
@@ -406,7 +407,13 @@ mod tests {
     fn tls_mounts_the_secret_sets_the_flags_and_probes_over_https() {
         let plain = pod(&build("{}", 3));
         let c = &plain.containers[0];
-        let probe = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(probe.scheme.as_deref(), Some("HTTP"));
         assert_eq!(env_of(c, "RINGCACHE_TLS_CERT_FILE"), None);
 
