@@ -23,6 +23,8 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     direct: bool,
+    ca_pem: Option<Vec<u8>>,
+    tls_server_name: Option<String>,
 }
 
 impl ClientBuilder {
@@ -39,7 +41,24 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             direct: true,
+            ca_pem: None,
+            tls_server_name: None,
         }
+    }
+
+    /// PEM CA certificate(s) to verify nodes against, for clusters with `spec.tls` (the Secret's
+    /// `ca.crt`). Only these CAs are trusted then.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// The name every node's certificate is verified against. Nodes are dialled by pod IP, which
+    /// certificates do not carry; the default is the first seed's host name when it is one
+    /// (`NAME.NAMESPACE.svc`, which the cluster's certificate names), else the address dialled.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
     }
 
     /// Bearer token sent on every request (the cluster's `spec.auth` Secret).
@@ -78,8 +97,24 @@ impl ClientBuilder {
             .map(|s| endpoint::parse_seed(s))
             .collect::<Result<Vec<_>, _>>()?;
         // reqwest is built without a TLS provider of its own (ring is the workspace's).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        ringcache_common::tls::install_crypto_provider();
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = &self.ca_pem {
+            let name = self
+                .tls_server_name
+                .clone()
+                .or_else(|| endpoint::tls_name_from_seeds(&seeds));
+            let config = ringcache_common::tls::client_config(ca, name.as_deref())
+                .map_err(|e| Error::Tls(e.to_string()))?;
+            http = http.tls_backend_preconfigured(config);
+        }
+        // Members are reached the way the seeds are: all over TLS or none.
+        let scheme = if seeds.iter().any(|s| s.scheme() == "https") {
+            "https"
+        } else {
+            "http"
+        };
+        let http = http
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -90,6 +125,7 @@ impl ClientBuilder {
             .map_err(Error::HttpClient)?;
         let inner = Inner {
             http,
+            scheme,
             seeds,
             token: self.token,
             direct: self.direct,
@@ -97,7 +133,7 @@ impl ClientBuilder {
             refresh: tokio::sync::Mutex::new(()),
         };
         let (doc, _) = inner.fetch_ring(&[], 0).await?;
-        *inner.routing.write() = Some(Arc::new(Routing::new(doc)));
+        *inner.routing.write() = Some(Arc::new(Routing::new(doc, scheme)));
         Ok(Client {
             inner: Arc::new(inner),
         })
@@ -278,11 +314,11 @@ struct Routing {
 }
 
 impl Routing {
-    fn new(doc: RingDoc) -> Routing {
+    fn new(doc: RingDoc, scheme: &str) -> Routing {
         let urls = doc
             .members
             .iter()
-            .map(|m| endpoint::member_url(&m.addr))
+            .map(|m| endpoint::member_url(scheme, &m.addr))
             .collect();
         Routing {
             doc: Arc::new(doc),
@@ -293,6 +329,8 @@ impl Routing {
 
 struct Inner {
     http: reqwest::Client,
+    /// `https` when the seeds are: members are then reached over TLS too.
+    scheme: &'static str,
     seeds: Vec<Url>,
     token: Option<String>,
     direct: bool,
@@ -330,7 +368,7 @@ impl Inner {
         match &*self.routing.read() {
             Some(r) => Arc::clone(r),
             // Unreachable after `connect`; an empty ring routes to the seeds only.
-            None => Arc::new(Routing::new(RingDoc::single_node("-", "", 1))),
+            None => Arc::new(Routing::new(RingDoc::single_node("-", "", 1), self.scheme)),
         }
     }
 
@@ -492,7 +530,7 @@ impl Inner {
             return Ok(false);
         }
         tracing::debug!(from = now.doc.epoch, to = doc.epoch, %node, "ring refreshed");
-        *self.routing.write() = Some(Arc::new(Routing::new(doc)));
+        *self.routing.write() = Some(Arc::new(Routing::new(doc, self.scheme)));
         Ok(true)
     }
 

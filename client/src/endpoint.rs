@@ -38,12 +38,24 @@ pub fn parse_seed(seed: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// Base URL of a ring member (`ip:port` from the ring document).
-pub fn member_url(addr: &str) -> Option<Url> {
+/// Base URL of a ring member (`ip:port` from the ring document); `scheme` is the seeds' (a
+/// cluster serving TLS serves it on every node).
+pub fn member_url(scheme: &str, addr: &str) -> Option<Url> {
     if addr.is_empty() {
         return None;
     }
-    Url::parse(&format!("http://{addr}")).ok()
+    Url::parse(&format!("{scheme}://{addr}")).ok()
+}
+
+/// The name to verify every node's certificate against when nodes are dialled by address: the
+/// first seed's host when it is a DNS name (the cluster's certificate carries its Service
+/// names), none when seeds are IPs (then each address dialled is verified).
+pub fn tls_name_from_seeds(seeds: &[Url]) -> Option<String> {
+    let host = seeds.first()?.host_str()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .is_err()
+        .then(|| host.to_string())
 }
 
 /// `base` + path segments, each percent-encoded, keeping any path prefix of `base`.
@@ -140,9 +152,31 @@ mod tests {
     #[test]
     fn member_urls_come_from_ring_addresses() {
         assert_eq!(
-            member_url("10.244.1.7:7070").map(|u| display(&u)),
+            member_url("http", "10.244.1.7:7070").map(|u| display(&u)),
             Some("http://10.244.1.7:7070".to_string())
         );
-        assert_eq!(member_url(""), None);
+        assert_eq!(
+            member_url("https", "10.244.1.7:7070").map(|u| display(&u)),
+            Some("https://10.244.1.7:7070".to_string())
+        );
+        assert_eq!(member_url("http", ""), None);
+    }
+
+    #[test]
+    fn tls_name_is_the_first_seeds_dns_name() {
+        let seeds = |s: &[&str]| s.iter().map(|s| parse_seed(s).unwrap()).collect::<Vec<_>>();
+        assert_eq!(
+            tls_name_from_seeds(&seeds(&[
+                "https://cache.prod.svc:7070",
+                "https://10.0.0.1:7070"
+            ])),
+            Some("cache.prod.svc".to_string())
+        );
+        assert_eq!(
+            tls_name_from_seeds(&seeds(&["https://10.0.0.1:7070"])),
+            None
+        );
+        assert_eq!(tls_name_from_seeds(&seeds(&["https://[::1]:7070"])), None);
+        assert_eq!(tls_name_from_seeds(&[]), None);
     }
 }

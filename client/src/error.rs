@@ -30,6 +30,10 @@ pub enum Error {
     #[error("no seed URL given")]
     NoSeeds,
 
+    /// The CA or server name given for TLS is unusable.
+    #[error("TLS settings: {0}")]
+    Tls(String),
+
     /// The HTTP client could not be built (bad TLS/proxy settings in the environment, …).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),

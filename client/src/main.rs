@@ -45,6 +45,16 @@ struct Cli {
     #[arg(long, global = true)]
     via_url: bool,
 
+    /// CA certificate (PEM) to verify nodes with, for clusters with `spec.tls` (the Secret's
+    /// `ca.crt`); use https:// URLs.
+    #[arg(long, env = "RINGCACHE_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
+
+    /// Name to verify every node's certificate against (default: the --url host when it is a
+    /// DNS name, such as NAME.NAMESPACE.svc; nodes are reached by pod IP).
+    #[arg(long, env = "RINGCACHE_TLS_SERVER_NAME", global = true)]
+    tls_server_name: Option<String>,
+
     /// Per-node request timeout (then the next node is tried).
     #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
     timeout: Duration,
@@ -112,7 +122,9 @@ fn main() -> ExitCode {
 
 fn exit_code_for(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<Error>() {
-        Some(Error::InvalidKey(_) | Error::InvalidUrl { .. } | Error::NoSeeds) => EXIT_USAGE,
+        Some(Error::InvalidKey(_) | Error::InvalidUrl { .. } | Error::NoSeeds | Error::Tls(_)) => {
+            EXIT_USAGE
+        }
         Some(Error::Server { .. }) => EXIT_REJECTED,
         Some(Error::Unavailable { .. }) => EXIT_UNAVAILABLE,
         _ => 1,
@@ -139,6 +151,14 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
         .direct(!cli.via_url);
     if let Some(token) = &cli.token {
         builder = builder.token(token.as_str());
+    }
+    if let Some(path) = &cli.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Tls(format!("cannot read --ca-file {}: {e}", path.display())))?;
+        builder = builder.ca_pem(pem);
+    }
+    if let Some(name) = &cli.tls_server_name {
+        builder = builder.tls_server_name(name.as_str());
     }
     let client = builder
         .connect()

@@ -192,3 +192,117 @@ async fn stats_prints_one_row_per_node() {
     // One member did not answer: the table is printed and the exit code says so.
     assert_eq!(out.status.code(), Some(4));
 }
+
+/// A real node (in process, single-node ring) serving HTTPS on 127.0.0.1 with a certificate for
+/// `cache.test.svc` from a fresh CA. Returns its URL, the CA file and the other CA's file.
+struct TlsNode {
+    url: String,
+    dir: std::path::PathBuf,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for TlsNode {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn tls_node() -> TlsNode {
+    use ringcache_common::pki::Ca;
+    use ringcache_node::{config::NodeConfig, serve::Limits, tls::TlsServer};
+    let dir = std::env::temp_dir().join(format!(
+        "ringcache-cli-tls-{}-{}",
+        std::process::id(),
+        closed_port().await.replace([':', '.'], "-")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = Ca::new("cli test CA").unwrap();
+    let leaf = ca.issue("node", &["cache.test.svc".into()]).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), leaf.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), leaf.key_pem).unwrap();
+    std::fs::write(dir.join("other-ca.crt"), Ca::new("other CA").unwrap().pem()).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = NodeConfig::for_listen(addr);
+    cfg.partitions = 8;
+    let state = ringcache_node::server::build_state(
+        &cfg,
+        std::sync::Arc::new(ringcache_node::clock::SystemClock),
+    )
+    .unwrap();
+    let tls = TlsServer::load(&dir.join("tls.crt"), &dir.join("tls.key")).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ringcache_node::server::serve(
+        listener,
+        state,
+        async {
+            let _ = stopped.await;
+        },
+        Limits::default(),
+        Some(tls),
+    ));
+    TlsNode {
+        url: format!("https://{addr}"),
+        dir,
+        _stop: stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_cluster_with_ca_file_and_server_name() {
+    let node = tls_node().await;
+    let ca = node.dir.join("ca.crt");
+
+    // The node's certificate names cache.test.svc, not 127.0.0.1: the name is given.
+    let mut cmd = ringcache(&node.url);
+    cmd.args([
+        "set",
+        "k",
+        "over tls",
+        "--tls-server-name",
+        "cache.test.svc",
+    ])
+    .arg("--ca-file")
+    .arg(&ca);
+    let out = run(cmd, None).await;
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+
+    // Both from the environment.
+    let mut cmd = ringcache(&node.url);
+    cmd.env("RINGCACHE_CA_FILE", &ca)
+        .env("RINGCACHE_TLS_SERVER_NAME", "cache.test.svc")
+        .args(["get", "k"]);
+    let out = run(cmd, None).await;
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "over tls");
+
+    // Another CA, or a name the certificate does not carry: no node is trusted.
+    for (ca_file, name) in [
+        (node.dir.join("other-ca.crt"), "cache.test.svc"),
+        (ca.clone(), "other.test.svc"),
+    ] {
+        let mut cmd = ringcache(&node.url);
+        cmd.args(["get", "k", "--tls-server-name", name])
+            .arg("--ca-file")
+            .arg(&ca_file);
+        let out = run(cmd, None).await;
+        assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("cannot load the ring"), "{stderr}");
+    }
+
+    // A CA file that is missing or holds no certificate is bad usage.
+    for bad in [node.dir.join("missing.crt"), node.dir.join("tls.key")] {
+        let mut cmd = ringcache(&node.url);
+        cmd.args(["get", "k", "--ca-file"]).arg(&bad);
+        let out = run(cmd, None).await;
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("TLS settings"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -8,54 +8,27 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use ringcache_common::pki::Ca;
 use support::*;
 
 /// The name peers' certificates are verified against (`--tls-server-name`).
 const PEER_NAME: &str = "rc-peers.loopback.svc";
 
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A node certificate for the peer name and every loopback address the tests use, with
-    /// `cn` as its common name; returns (certificate PEM, key PEM).
-    fn issue(&self, cn: &str) -> (String, String) {
-        let mut names = vec![PEER_NAME.to_string(), "localhost".to_string()];
-        names.extend((2..10).map(|i| format!("127.0.0.{i}")));
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
+/// Names every test certificate carries: the peer name and the loopback addresses tests use.
+fn node_names() -> Vec<String> {
+    let mut names = vec![PEER_NAME.to_string(), "localhost".to_string()];
+    names.extend((2..10).map(|i| format!("127.0.0.{i}")));
+    names
 }
 
 /// Writes `ca.crt`, `tls.crt`, `tls.key` (the Secret's shape) under `dir`; returns the flags
 /// that make a node serve and peer over TLS with them.
 fn write_tls(dir: &Path, ca: &Ca, issued_by: &Ca, cn: &str) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
-    let (cert, key) = issued_by.issue(cn);
+    let issued = issued_by.issue(cn, &node_names()).unwrap();
     std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert).unwrap();
-    std::fs::write(dir.join("tls.key"), key).unwrap();
+    std::fs::write(dir.join("tls.crt"), issued.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), issued.key_pem).unwrap();
     let arg = |f: &str| dir.join(f).display().to_string();
     vec![
         "--tls-cert-file".into(),
@@ -93,7 +66,7 @@ fn tls_cluster(name: &str, n: usize, ca: &Ca) -> (Cluster, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_cluster_scales_out_under_load_and_refuses_plain_http() {
-    let ca = Ca::new("ringcache test CA");
+    let ca = Ca::new("ringcache test CA").unwrap();
     let (mut c, flags) = tls_cluster("tls-scale", 5, &ca);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     // Replication, forwarding and migration pulls all run node to node over HTTPS here.
@@ -139,6 +112,36 @@ async fn tls_cluster_scales_out_under_load_and_refuses_plain_http() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "curl trusted an unknown CA");
+
+    // The ring-aware client reaches each key's owner by address over HTTPS: verifying each
+    // address dialled (the seed is an IP), or every node against the peer name.
+    for name in [None, Some(PEER_NAME)] {
+        let mut builder =
+            ringcache_client::Client::builder([c.nodes[3].base()]).ca_pem(ca.pem().into_bytes());
+        if let Some(n) = name {
+            builder = builder.tls_server_name(n);
+        }
+        let client = builder.connect().await.unwrap();
+        for i in 0..50 {
+            let key = format!("client-{}-{i}", name.is_some());
+            client
+                .set(&key, key.clone().into_bytes(), None)
+                .await
+                .unwrap();
+            let got = client.get(&key).await.unwrap();
+            assert_eq!(got.as_deref(), Some(key.as_bytes()));
+        }
+    }
+    // A client trusting another CA reaches no node.
+    let other = Ca::new("not the cluster's CA").unwrap();
+    let refused = ringcache_client::Client::builder([c.nodes[3].base()])
+        .ca_pem(other.pem().into_bytes())
+        .connect()
+        .await;
+    assert!(
+        matches!(refused, Err(ringcache_client::Error::Unavailable { .. })),
+        "{refused:?}"
+    );
 }
 
 /// Keys node `i` owns alone (RF=1) among `candidates`.
@@ -153,8 +156,8 @@ fn owned_by(c: &Cluster, i: usize, candidates: impl Iterator<Item = String>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_refuse_a_certificate_from_another_ca() {
-    let ca = Ca::new("cluster CA");
-    let rogue_ca = Ca::new("someone else's CA");
+    let ca = Ca::new("cluster CA").unwrap();
+    let rogue_ca = Ca::new("someone else's CA").unwrap();
     let (mut c, flags) = tls_cluster("tls-rogue", 2, &ca);
     // Node 1 trusts the cluster's CA but serves a certificate another CA issued, for the right
     // name: everything about it is right except who vouches for it.
@@ -252,7 +255,7 @@ fn der_of(pem: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_swapped_on_disk_is_served_without_a_restart() {
-    let ca = Ca::new("rotating CA");
+    let ca = Ca::new("rotating CA").unwrap();
     let (mut c, flags) = tls_cluster("tls-rotate", 1, &ca);
     c.ring = c.fresh_ring(&[0], 1, 1);
     c.write_ring_file();
@@ -267,8 +270,9 @@ async fn a_certificate_swapped_on_disk_is_served_without_a_restart() {
     );
 
     // Rotate the way cert-manager's Secret volume does: new files renamed into place.
-    let (cert, key) = ca.issue("node-rotated");
-    std::fs::write(dir.join("tls.key.new"), key).unwrap();
+    let rotated = ca.issue("node-rotated", &node_names()).unwrap();
+    let cert = rotated.cert_pem;
+    std::fs::write(dir.join("tls.key.new"), rotated.key_pem).unwrap();
     std::fs::write(dir.join("tls.crt.new"), &cert).unwrap();
     std::fs::rename(dir.join("tls.key.new"), dir.join("tls.key")).unwrap();
     std::fs::rename(dir.join("tls.crt.new"), dir.join("tls.crt")).unwrap();
