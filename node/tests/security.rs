@@ -69,18 +69,20 @@ async fn start_node(
     }
 }
 
+/// One request a [`Recorder`] received: method, path, `authorization`, `x-ringcache-internal-token`.
+type Seen = (String, String, Option<String>, Option<String>);
+
+/// What a [`Recorder`] answers to a path: status and body.
+type Reply = Arc<dyn Fn(&str) -> (u16, Vec<u8>) + Send + Sync>;
+
 /// A server that records every request it receives (method, path, authorization headers).
 #[derive(Clone, Default)]
 struct Recorder {
-    seen: Arc<Mutex<Vec<(String, String, Option<String>, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Recorder {
-    async fn serve(
-        &self,
-        l: TcpListener,
-        reply: Arc<dyn Fn(&str) -> (u16, Vec<u8>) + Send + Sync>,
-    ) {
+    async fn serve(&self, l: TcpListener, reply: Reply) {
         let me = self.clone();
         let app = axum::Router::new().fallback(any(move |req: Request| {
             let (me, reply) = (me.clone(), reply.clone());
@@ -549,7 +551,7 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
 
 /// A source serving partition pulls as `body` says, to a node that gains every partition.
 async fn gainer_pulling_from(
-    source_body: Arc<dyn Fn(&str) -> (u16, Vec<u8>) + Send + Sync>,
+    source_body: Reply,
     f: impl FnOnce(&mut NodeConfig),
 ) -> (Node, Recorder) {
     let (sl, source_addr) = listener("127.0.0.1").await;

@@ -17,6 +17,7 @@ use crate::kubelet::{Kubelet, KubeletOptions, NODE_PORT};
 use crate::load::Endpoints;
 use crate::operator::Operator;
 use crate::statefulset::{self, REVISION_LABEL};
+use ringcache_common::pki::Ca;
 
 pub const NAMESPACE: &str = "sim";
 
@@ -48,11 +49,22 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
         })
 }
 
+/// The cluster's certificate authority, when it serves TLS (`spec.tls`).
+struct SimTls {
+    ca: Ca,
+    secret: String,
+}
+
 pub struct SimCluster {
     pub api: FakeApi,
     pub name: String,
     pub root: PathBuf,
     pub kubelet: Arc<Kubelet>,
+    /// `https` when the cluster serves TLS.
+    scheme: &'static str,
+    /// What clients use: trusts the cluster's CA and verifies its Service name under TLS.
+    http: reqwest::Client,
+    tls: Option<SimTls>,
     operator: Mutex<Option<Operator>>,
     operators_started: AtomicU32,
     sts_task: tokio::task::JoinHandle<()>,
@@ -66,6 +78,22 @@ impl SimCluster {
     }
 
     pub fn start_with(name: &str, spec: Value, opts: KubeletOptions) -> anyhow::Result<SimCluster> {
+        Self::launch(name, spec, opts, false)
+    }
+
+    /// Like [`SimCluster::start`] with TLS on: a CA is generated, a `kubernetes.io/tls` Secret
+    /// `NAME-tls` holding a certificate for the cluster's names (as cert-manager would write it)
+    /// is created, and `spec.tls.secretName` points at it. Clients trust only that CA.
+    pub fn start_tls(name: &str, spec: Value) -> anyhow::Result<SimCluster> {
+        Self::launch(name, spec, KubeletOptions::default(), true)
+    }
+
+    fn launch(
+        name: &str,
+        mut spec: Value,
+        opts: KubeletOptions,
+        tls: bool,
+    ) -> anyhow::Result<SimCluster> {
         let binary = node_binary()?;
         let n = NEXT_NET.fetch_add(1, Ordering::Relaxed);
         let net = ((100 + std::process::id() % 100) as u8, (n % 250 + 1) as u8);
@@ -74,6 +102,27 @@ impl SimCluster {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let api = FakeApi::new();
+        let tls = if tls {
+            let ca = Ca::new(&format!("{name} sim CA"))?;
+            let secret = format!("{name}-tls");
+            api.create(&Res::secrets(), NAMESPACE, tls_secret(&ca, name, &secret)?)
+                .map_err(|e| anyhow!("creating the TLS Secret: {e}"))?;
+            spec["tls"] = json!({ "secretName": secret });
+            Some(SimTls { ca, secret })
+        } else {
+            None
+        };
+        let (scheme, http) = match &tls {
+            Some(t) => (
+                "https",
+                crate::https_client(
+                    Duration::from_secs(5),
+                    t.ca.pem().as_bytes(),
+                    &format!("{name}.{NAMESPACE}.svc"),
+                )?,
+            ),
+            None => ("http", crate::http_client(Duration::from_secs(5))),
+        };
         api.create(
             &Res::cache_clusters(),
             NAMESPACE,
@@ -93,6 +142,9 @@ impl SimCluster {
             name: name.to_string(),
             root,
             kubelet,
+            scheme,
+            http,
+            tls,
             operator: Mutex::new(None),
             operators_started: AtomicU32::new(0),
             sts_task,
@@ -132,32 +184,63 @@ impl SimCluster {
         self.api.list(&Res::pods(), Some(NAMESPACE), None)
     }
 
-    /// Ready, not terminating pods' addresses: what the client Service routes to.
+    /// The client set up for this cluster (the CA trusted and the Service name verified under
+    /// TLS).
+    pub fn client(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
+    /// `path` on the node at pod IP `ip`, with the cluster's scheme.
+    pub fn node_url(&self, ip: &str, path: &str) -> String {
+        format!("{}://{ip}:{NODE_PORT}{path}", self.scheme)
+    }
+
+    /// Replaces the certificate in the TLS Secret with a new one from the same CA, as
+    /// cert-manager does when it renews; the kubelet rewrites the mounted files.
+    pub fn rotate_certificate(&self) -> anyhow::Result<()> {
+        let t = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| anyhow!("the cluster was not started with TLS"))?;
+        let secret = tls_secret(&t.ca, &self.name, &t.secret)?;
+        self.api
+            .update(&Res::secrets(), NAMESPACE, &t.secret, |s| {
+                s["data"] = secret["data"].clone();
+            })
+            .map_err(|e| anyhow!("updating the TLS Secret: {e}"))?;
+        Ok(())
+    }
+
+    /// Ready, not terminating pods' base URLs: what the client Service routes to.
     pub fn endpoints(&self) -> Endpoints {
         let api = self.api.clone();
-        Arc::new(move || {
-            api.list(&Res::pods(), Some(NAMESPACE), None)
-                .iter()
-                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                .filter(|p| {
-                    p["status"]["conditions"].as_array().is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        let scheme = self.scheme;
+        Endpoints::new(
+            move || {
+                api.list(&Res::pods(), Some(NAMESPACE), None)
+                    .iter()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                    .filter(|p| {
+                        p["status"]["conditions"].as_array().is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
                     })
-                })
-                .filter_map(|p| p["status"]["podIP"].as_str())
-                .map(|ip| format!("{ip}:{NODE_PORT}"))
-                .collect()
-        })
+                    .filter_map(|p| p["status"]["podIP"].as_str())
+                    .map(|ip| format!("{scheme}://{ip}:{NODE_PORT}"))
+                    .collect()
+            },
+            self.client(),
+        )
     }
 
     /// Writes `n` keys (`pre-0…`, 100-byte values) through the batch API of a ready node, so that
     /// recoveries have real work to do (a restarted node copies its share before it is complete).
     pub async fn preload(&self, n: usize) -> anyhow::Result<()> {
-        let http = crate::http_client(Duration::from_secs(30));
+        let http = self.client();
         let value = "p".repeat(100);
         for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
-            let eps = (self.endpoints())();
+            let eps = self.endpoints().now();
             let ep = eps
                 .first()
                 .ok_or_else(|| anyhow!("no ready node to preload through"))?;
@@ -166,7 +249,8 @@ impl SimCluster {
                 .map(|i| json!({"op": "set", "key": format!("pre-{i}"), "value": value}))
                 .collect();
             let r = http
-                .post(format!("http://{ep}/v1/batch"))
+                .post(format!("{ep}/v1/batch"))
+                .timeout(Duration::from_secs(30))
                 .json(&json!({ "ops": ops }))
                 .send()
                 .await?;
@@ -298,7 +382,7 @@ impl SimCluster {
 
     /// The ring epoch every running node serves with, by pod (None for a node not answering).
     pub async fn node_epochs(&self) -> Vec<(String, Option<u64>)> {
-        let http = crate::http_client(Duration::from_secs(1));
+        let http = self.client();
         let mut out = Vec::new();
         for p in self.pods() {
             let name = p["metadata"]["name"]
@@ -307,7 +391,8 @@ impl SimCluster {
                 .to_string();
             let epoch = match p["status"]["podIP"].as_str() {
                 Some(ip) => match http
-                    .get(format!("http://{ip}:{NODE_PORT}/healthz"))
+                    .get(self.node_url(ip, "/healthz"))
+                    .timeout(Duration::from_secs(1))
                     .send()
                     .await
                 {
@@ -343,4 +428,37 @@ impl Drop for SimCluster {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// A `kubernetes.io/tls` Secret with a certificate for the cluster's names, in the shape
+/// cert-manager writes (`tls.crt`, `tls.key`, `ca.crt`).
+fn tls_secret(ca: &Ca, cluster: &str, secret: &str) -> anyhow::Result<Value> {
+    let names = [
+        format!("{cluster}-peers.{NAMESPACE}.svc"),
+        format!("*.{cluster}-peers.{NAMESPACE}.svc"),
+        format!("{cluster}.{NAMESPACE}.svc"),
+    ];
+    let issued = ca.issue(cluster, &names)?;
+    let data = [
+        ("tls.crt", issued.cert_pem),
+        ("tls.key", issued.key_pem),
+        ("ca.crt", ca.pem()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.into_bytes())))
+    .collect();
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(secret.to_string()),
+            namespace: Some(NAMESPACE.to_string()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_string()),
+        data: Some(data),
+        ..Default::default()
+    };
+    let mut v = serde_json::to_value(secret)?;
+    v["apiVersion"] = json!("v1");
+    v["kind"] = json!("Secret");
+    Ok(v)
 }

@@ -59,6 +59,8 @@ struct Running {
     last_probe: Option<Instant>,
     /// The pod spec's readiness probe period.
     probe_every: Duration,
+    /// `https` for a probe with `scheme: HTTPS`.
+    probe_scheme: &'static str,
     terminating: bool,
     /// Mount path → host directory.
     mounts: Vec<(String, PathBuf)>,
@@ -96,7 +98,7 @@ impl Kubelet {
             net,
             next_host: AtomicU32::new(2),
             pods: Mutex::new(HashMap::new()),
-            http: crate::http_client(Duration::from_secs(1)),
+            http: crate::probe_client(Duration::from_secs(1)),
         })
     }
 
@@ -209,8 +211,13 @@ impl Kubelet {
         let probe_every = container["readinessProbe"]["periodSeconds"]
             .as_u64()
             .map_or(self.opts.probe_period, Duration::from_secs);
+        let probe_scheme = match container["readinessProbe"]["httpGet"]["scheme"].as_str() {
+            Some("HTTPS") => "https",
+            _ => "http",
+        };
         let r = Running {
             probe_every,
+            probe_scheme,
             uid: uid.to_string(),
             ip: ip.clone(),
             dir,
@@ -397,7 +404,7 @@ impl Kubelet {
 
     /// Readiness from the process's `/readyz`, written to the pod's Ready condition on change.
     async fn probe(&self, name: &str) {
-        let (ip, due) = {
+        let (ip, scheme, due) = {
             let mut pods = self.pods.lock();
             let Some(r) = pods.get_mut(name) else { return };
             let due =
@@ -405,14 +412,14 @@ impl Kubelet {
             if due {
                 r.last_probe = Some(Instant::now());
             }
-            (r.ip.clone(), due)
+            (r.ip.clone(), r.probe_scheme, due)
         };
         if !due {
             return;
         }
         let ready = self
             .http
-            .get(format!("http://{ip}:{NODE_PORT}/readyz"))
+            .get(format!("{scheme}://{ip}:{NODE_PORT}/readyz"))
             .send()
             .await
             .is_ok_and(|resp| resp.status().is_success());

@@ -14,10 +14,38 @@ pub mod statefulset;
 /// A reqwest client for loopback traffic (no proxy from the environment) with `timeout`.
 pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
     // reqwest is built without a TLS provider of its own (ring is the workspace's).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ringcache_common::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
+/// An HTTPS client trusting only `ca_pem` and verifying every node's certificate against
+/// `server_name`, as a client reaching the cluster through its Service does.
+pub fn https_client(
+    timeout: std::time::Duration,
+    ca_pem: &[u8],
+    server_name: &str,
+) -> anyhow::Result<reqwest::Client> {
+    ringcache_common::tls::install_crypto_provider();
+    let config = ringcache_common::tls::client_config(ca_pem, Some(server_name))?;
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .timeout(timeout)
+        .no_proxy()
+        .build()?)
+}
+
+/// What the kubelet probes with: HTTP, or HTTPS without verifying the certificate (the kubelet
+/// verifies none for `scheme: HTTPS` probes).
+pub fn probe_client(timeout: std::time::Duration) -> reqwest::Client {
+    ringcache_common::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
         .build()
         .unwrap_or_default()
 }

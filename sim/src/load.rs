@@ -10,8 +10,35 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use ringcache_e2e::checker::{Checker, Op, Read, Summary};
 
-/// The addresses (`ip:port`) clients may send to now.
-pub type Endpoints = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+/// Where and how clients reach the cluster: the base URLs (`http(s)://ip:port`) of the pods
+/// a client Service would route to now, and an HTTP client set up for the cluster (trusting its
+/// CA when it serves TLS).
+#[derive(Clone)]
+pub struct Endpoints {
+    bases: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    http: reqwest::Client,
+}
+
+impl Endpoints {
+    pub fn new(
+        bases: impl Fn() -> Vec<String> + Send + Sync + 'static,
+        http: reqwest::Client,
+    ) -> Endpoints {
+        Endpoints {
+            bases: Arc::new(bases),
+            http,
+        }
+    }
+
+    /// The base URLs clients may send to now.
+    pub fn now(&self) -> Vec<String> {
+        (self.bases)()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -91,10 +118,6 @@ impl std::fmt::Display for LoadStats {
     }
 }
 
-fn client() -> reqwest::Client {
-    crate::http_client(Duration::from_secs(3))
-}
-
 impl Load {
     pub fn start(endpoints: Endpoints, opts: LoadOptions) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
@@ -102,7 +125,7 @@ impl Load {
         let acked = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let reads = Arc::new(Mutex::new(Summary::default()));
-        let http = client();
+        let http = endpoints.http().clone();
         let mut tasks: Vec<tokio::task::JoinHandle<()>> = (0..opts.writers)
             .map(|w| {
                 let (stop, checker, endpoints, http) = (
@@ -117,7 +140,7 @@ impl Load {
                     let pad = "x".repeat(opts.value_size);
                     let mut seq = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        let eps = endpoints();
+                        let eps = endpoints.now();
                         if eps.is_empty() {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
@@ -131,11 +154,12 @@ impl Load {
                             Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
                         };
                         let issued = checker.issue(&key, op.clone());
-                        let url = format!("http://{ep}/v1/keys/{key}");
+                        let url = format!("{ep}/v1/keys/{key}");
                         let req = match op {
                             Op::Put(v) => http.put(url).body(v),
                             Op::Delete => http.delete(url),
-                        };
+                        }
+                        .timeout(REQUEST_TIMEOUT);
                         let ok = req.send().await.is_ok_and(|r| r.status().as_u16() == 204);
                         checker.finish(&issued, ok);
                         if ok {
@@ -163,7 +187,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let mut rng = Rng::new(opts.seed.wrapping_add(1_000_003 + r));
                 while !stop.load(Ordering::Relaxed) {
-                    let eps = endpoints();
+                    let eps = endpoints.now();
                     if eps.is_empty() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
@@ -230,8 +254,14 @@ impl Load {
     }
 }
 
+/// Per client request: a node that does not answer within it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn read_once(http: &reqwest::Client, ep: &str, key: &str) -> Read {
-    match http.get(format!("http://{ep}/v1/keys/{key}")).send().await {
+    let get = http
+        .get(format!("{ep}/v1/keys/{key}"))
+        .timeout(REQUEST_TIMEOUT);
+    match get.send().await {
         Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
             Ok(b) => Read::Value(b.to_vec()),
             Err(e) => Read::Failed(e.to_string()),
@@ -245,7 +275,7 @@ async fn read_once(http: &reqwest::Client, ep: &str, key: &str) -> Read {
 /// Reads every key the checker knows through the endpoints (retrying a failed read for up to
 /// `within`) and classifies each.
 pub async fn verify(checker: &Checker, endpoints: Endpoints, within: Duration) -> Summary {
-    let http = client();
+    let http = endpoints.http().clone();
     let deadline = Instant::now() + within;
     let reads: Vec<(String, Read)> = futures_util::stream::iter(checker.keys())
         .map(|key| {
@@ -253,12 +283,15 @@ pub async fn verify(checker: &Checker, endpoints: Endpoints, within: Duration) -
             async move {
                 let mut attempt = 0usize;
                 loop {
-                    let eps = endpoints();
+                    let eps = endpoints.now();
                     let last_error = if eps.is_empty() {
                         "no ready endpoint".to_string()
                     } else {
                         let ep = &eps[(attempt + key.len()) % eps.len()];
-                        match http.get(format!("http://{ep}/v1/keys/{key}")).send().await {
+                        let get = http
+                            .get(format!("{ep}/v1/keys/{key}"))
+                            .timeout(REQUEST_TIMEOUT);
+                        match get.send().await {
                             Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
                                 Ok(b) => return (key, Read::Value(b.to_vec())),
                                 Err(e) => e.to_string(),
