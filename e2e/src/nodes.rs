@@ -11,18 +11,27 @@ use crate::error::E2eError;
 use crate::keys;
 use crate::paths;
 
-/// Where a request goes: the cluster's client Service (any node) or one pod.
+/// Where a request goes: the cluster's client Service (any node) or one pod; `https` for a
+/// cluster serving TLS (`spec.tls`).
 #[derive(Debug, Clone)]
 pub enum Target {
-    Service { ns: String, name: String },
-    Pod { ns: String, name: String },
+    Service {
+        ns: String,
+        name: String,
+        https: bool,
+    },
+    Pod {
+        ns: String,
+        name: String,
+        https: bool,
+    },
 }
 
 impl Target {
     pub fn path(&self, rest: &str) -> String {
         match self {
-            Target::Service { ns, name } => paths::service_proxy(ns, name, rest),
-            Target::Pod { ns, name } => paths::pod_proxy(ns, name, rest),
+            Target::Service { ns, name, https } => paths::service_proxy(ns, name, *https, rest),
+            Target::Pod { ns, name, https } => paths::pod_proxy(ns, name, *https, rest),
         }
     }
 }
@@ -242,10 +251,12 @@ mod tests {
         let svc = Target::Service {
             ns: "n".into(),
             name: "demo".into(),
+            https: false,
         };
         let pod = Target::Pod {
             ns: "n".into(),
             name: "demo-1".into(),
+            https: true,
         };
         assert_eq!(
             svc.path("/x"),
@@ -253,7 +264,7 @@ mod tests {
         );
         assert_eq!(
             pod.path("/x"),
-            "/api/v1/namespaces/n/pods/demo-1:7070/proxy/x"
+            "/api/v1/namespaces/n/pods/https:demo-1:7070/proxy/x"
         );
     }
 }

@@ -6,14 +6,22 @@ pub const HTTP_PORT_NAME: &str = "http";
 /// The node's HTTP port number (DESIGN.md).
 pub const HTTP_PORT: u16 = 7070;
 
-/// `/api/v1/namespaces/NS/services/NAME:http/proxy` + `rest` (which starts with `/`).
-pub fn service_proxy(ns: &str, service: &str, rest: &str) -> String {
-    format!("/api/v1/namespaces/{ns}/services/{service}:{HTTP_PORT_NAME}/proxy{rest}")
+/// The proxy's scheme prefix: `https:` makes the API server reach the node over TLS (a cluster
+/// with `spec.tls`; the proxy does not verify the node's certificate).
+fn scheme(https: bool) -> &'static str {
+    if https { "https:" } else { "" }
 }
 
-/// `/api/v1/namespaces/NS/pods/POD:7070/proxy` + `rest`.
-pub fn pod_proxy(ns: &str, pod: &str, rest: &str) -> String {
-    format!("/api/v1/namespaces/{ns}/pods/{pod}:{HTTP_PORT}/proxy{rest}")
+/// `/api/v1/namespaces/NS/services/[https:]NAME:http/proxy` + `rest` (which starts with `/`).
+pub fn service_proxy(ns: &str, service: &str, https: bool, rest: &str) -> String {
+    let s = scheme(https);
+    format!("/api/v1/namespaces/{ns}/services/{s}{service}:{HTTP_PORT_NAME}/proxy{rest}")
+}
+
+/// `/api/v1/namespaces/NS/pods/[https:]POD:7070/proxy` + `rest`.
+pub fn pod_proxy(ns: &str, pod: &str, https: bool, rest: &str) -> String {
+    let s = scheme(https);
+    format!("/api/v1/namespaces/{ns}/pods/{s}{pod}:{HTTP_PORT}/proxy{rest}")
 }
 
 /// `/v1/keys/{key}` with the key percent-encoded (unreserved characters stay as they are).
@@ -36,16 +44,24 @@ mod tests {
     #[test]
     fn service_proxy_names_the_http_port() {
         assert_eq!(
-            service_proxy("ns1", "demo", "/v1/keys/a"),
+            service_proxy("ns1", "demo", false, "/v1/keys/a"),
             "/api/v1/namespaces/ns1/services/demo:http/proxy/v1/keys/a"
+        );
+        assert_eq!(
+            service_proxy("ns1", "demo", true, "/v1/keys/a"),
+            "/api/v1/namespaces/ns1/services/https:demo:http/proxy/v1/keys/a"
         );
     }
 
     #[test]
     fn pod_proxy_uses_the_port_number() {
         assert_eq!(
-            pod_proxy("ns1", "demo-0", "/readyz"),
+            pod_proxy("ns1", "demo-0", false, "/readyz"),
             "/api/v1/namespaces/ns1/pods/demo-0:7070/proxy/readyz"
+        );
+        assert_eq!(
+            pod_proxy("ns1", "demo-0", true, "/readyz"),
+            "/api/v1/namespaces/ns1/pods/https:demo-0:7070/proxy/readyz"
         );
     }
 

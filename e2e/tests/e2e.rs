@@ -32,6 +32,7 @@ fn service(ctx: &Ctx, name: &str) -> Target {
     Target::Service {
         ns: ctx.ns.clone(),
         name: name.to_string(),
+        https: false,
     }
 }
 
@@ -39,6 +40,7 @@ fn pod(ctx: &Ctx, name: &str) -> Target {
     Target::Pod {
         ns: ctx.ns.clone(),
         name: name.to_string(),
+        https: false,
     }
 }
 

@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{ResourceExt, core::DynamicObject};
+use ringcache_common::pki::Ca;
 use ringcache_e2e::error::ensure;
 use ringcache_e2e::harness::poll;
 use ringcache_e2e::load::{Writers, verify};
@@ -24,14 +25,17 @@ const STEP: Duration = Duration::from_secs(600);
 const REVISION_LABEL: &str = "controller-revision-hash";
 
 async fn create(ctx: &Ctx, name: &str) -> Result<Writers, E2eError> {
+    create_with(ctx, name, ClusterSpec::default().to_json(), false).await
+}
+
+/// Creates CacheCluster `name` with `spec`, waits for Ready and starts writers through its
+/// Service (`https` when the spec has `tls`).
+async fn create_with(ctx: &Ctx, name: &str, spec: Value, https: bool) -> Result<Writers, E2eError> {
     ctx.cache_clusters()
-        .create(
-            &PostParams::default(),
-            &cache_cluster(name, ClusterSpec::default().to_json()),
-        )
+        .create(&PostParams::default(), &cache_cluster(name, spec))
         .await?;
     ctx.wait_ready(name, READY, |_| {}).await?;
-    let writers = Writers::start(&ctx.client, &service(ctx, name), name, 4, 300);
+    let writers = Writers::start(&ctx.client, &service(ctx, name, https), name, 4, 300);
     ensure(
         writers.wait_acked(300, Duration::from_secs(120)).await,
         || "writes were not acknowledged before the scenario".into(),
@@ -39,10 +43,11 @@ async fn create(ctx: &Ctx, name: &str) -> Result<Writers, E2eError> {
     Ok(writers)
 }
 
-fn service(ctx: &Ctx, name: &str) -> Target {
+fn service(ctx: &Ctx, name: &str, https: bool) -> Target {
     Target::Service {
         ns: ctx.ns.clone(),
         name: name.to_string(),
+        https,
     }
 }
 
@@ -108,13 +113,24 @@ async fn finish(
     writers: Writers,
     started: Instant,
 ) -> Result<(), E2eError> {
+    finish_through(ctx, name, scenario, writers, started, false).await
+}
+
+async fn finish_through(
+    ctx: &Ctx,
+    name: &str,
+    scenario: &str,
+    writers: Writers,
+    started: Instant,
+    https: bool,
+) -> Result<(), E2eError> {
     ctx.wait_ready(name, STEP, |_| {}).await?;
     let before = writers.stats().acked;
     writers
         .wait_acked(before + 100, Duration::from_secs(60))
         .await;
     let (checker, stats) = writers.stop().await;
-    let summary = verify(&ctx.client, &service(ctx, name), &checker).await;
+    let summary = verify(&ctx.client, &service(ctx, name, https), &checker).await;
     println!(
         "[{}] scenario {scenario}: {summary}; {} writes acknowledged, {} refused or failed, in {:.0?}",
         ctx.ns,
@@ -223,6 +239,7 @@ fn in_place_restarts_of_two_processes_lose_no_acknowledged_write() {
             let target = Target::Pod {
                 ns: ctx.ns.clone(),
                 name: victim.clone(),
+                https: false,
             };
             // The node process dies at once (as from SIGKILL); the pod stays and the kubelet
             // restarts the container in place.
@@ -362,5 +379,90 @@ fn operator_killed_mid_rollout_and_mid_migration_loses_no_acknowledged_write() {
         .await?;
         kill_operator(&ctx).await?;
         finish(&ctx, name, "operator-killed", writers, t).await
+    });
+}
+
+/// A `kubernetes.io/tls` Secret as cert-manager writes it, for the names DESIGN.md's "TLS"
+/// section requires: the peers' Service (the name nodes verify each other against), its pods,
+/// and the client Service.
+fn tls_secret(ns: &str, cluster: &str, secret: &str, ca: &Ca) -> Result<Secret, E2eError> {
+    let names: Vec<String> = [
+        format!("{cluster}-peers.{ns}.svc"),
+        format!("*.{cluster}-peers.{ns}.svc"),
+        format!("{cluster}.{ns}.svc"),
+        format!("{cluster}.{ns}.svc.cluster.local"),
+    ]
+    .to_vec();
+    let issued = ca
+        .issue(cluster, &names)
+        .map_err(|e| E2eError::check(e.to_string()))?;
+    let data = [
+        ("tls.crt", issued.cert_pem),
+        ("tls.key", issued.key_pem),
+        ("ca.crt", ca.pem()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.into_bytes())))
+    .collect();
+    Ok(Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(secret.to_string()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_string()),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn scaling_with_tls_loses_no_acknowledged_write() {
+    run("tlsscale", |ctx| async move {
+        let name = "tlsscale";
+        let secret = format!("{name}-tls");
+        let ca = Ca::new("ringcache e2e CA").map_err(|e| E2eError::check(e.to_string()))?;
+        let secrets: Api<Secret> = ctx.api();
+        secrets
+            .create(
+                &PostParams::default(),
+                &tls_secret(&ctx.ns, name, &secret, &ca)?,
+            )
+            .await?;
+        let mut spec = ClusterSpec::default().to_json();
+        spec["tls"] = json!({ "secretName": secret });
+        let writers = create_with(&ctx, name, spec, true).await?;
+        let t = Instant::now();
+        // The node port speaks TLS only: the proxy's plain-HTTP path to a pod gets no answer
+        // from the node.
+        let plain = ringcache_e2e::nodes::request(
+            &ctx.client,
+            Method::GET,
+            &Target::Pod {
+                ns: ctx.ns.clone(),
+                name: format!("{name}-0"),
+                https: false,
+            }
+            .path("/healthz"),
+            Vec::new(),
+        )
+        .await;
+        ensure(
+            plain.is_err() || plain.as_ref().is_ok_and(|r| r.status != 200),
+            || "a TLS node answered plain HTTP".into(),
+        )?;
+        patch_spec(&ctx, name, json!({"replicas": 5})).await?;
+        ctx.wait_ready(name, STEP, |_| {}).await?;
+        // Renewal, as cert-manager does it: the Secret's certificate replaced in place.
+        let renewed = tls_secret(&ctx.ns, name, &secret, &ca)?;
+        secrets
+            .replace(&secret, &PostParams::default(), &{
+                let mut s = secrets.get(&secret).await?;
+                s.data = renewed.data;
+                s
+            })
+            .await?;
+        // Scaled back down under load; `finish` waits for Ready at this generation.
+        patch_spec(&ctx, name, json!({"replicas": 3})).await?;
+        finish_through(&ctx, name, "tls-scale-out-and-in", writers, t, true).await
     });
 }

@@ -55,7 +55,7 @@ pub struct Args {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "RINGCACHE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// (DESIGN addition) Write acknowledgement: one, quorum or all live owners.
+    /// Write acknowledgement: one, quorum or all live owners.
     #[arg(
         long,
         env = "RINGCACHE_WRITE_CONSISTENCY",
@@ -63,16 +63,16 @@ pub struct Args {
         default_value = "all"
     )]
     pub write_consistency: WriteConsistency,
-    /// (DESIGN addition) How long delete tombstones are kept; must outlast any migration.
+    /// How long delete tombstones are kept; must outlast any migration.
     #[arg(long, env = "RINGCACHE_TOMBSTONE_GRACE", default_value = "10m", value_parser = parse_duration_ms)]
     pub tombstone_grace: u64,
-    /// (DESIGN addition) Interval of the active expiry sweep.
+    /// Interval of the active expiry sweep.
     #[arg(long, env = "RINGCACHE_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration_ms)]
     pub sweep_interval: u64,
-    /// (DESIGN addition) Interval between snapshots when --data-dir is set (also one at shutdown).
+    /// Interval between snapshots when --data-dir is set (also one at shutdown).
     #[arg(long, env = "RINGCACHE_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration_ms)]
     pub snapshot_interval: u64,
-    /// (DESIGN addition) Partition count of the one-member cluster used without a ring file.
+    /// Partition count of the one-member cluster used without a ring file.
     #[arg(long, env = "RINGCACHE_PARTITIONS", default_value_t = ringcache_ring::DEFAULT_PARTITIONS)]
     pub partitions: u32,
     /// Certificate chain (PEM) to serve HTTPS with; needs --tls-key-file. Reloaded when it changes.
@@ -84,20 +84,20 @@ pub struct Args {
     /// CA (PEM) that peers' certificates must chain to; with it, node-to-node calls use HTTPS.
     #[arg(long, env = "RINGCACHE_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
-    /// (DESIGN addition) Name peers' certificates are verified against (peers are dialled by
+    /// Name peers' certificates are verified against (peers are dialled by
     /// IP; certificates name DNS names). Default: the address dialled.
     #[arg(long, env = "RINGCACHE_TLS_SERVER_NAME")]
     pub tls_server_name: Option<String>,
-    /// (DESIGN addition) Connections served at once; more are closed at once.
+    /// Connections served at once; more are closed at once.
     #[arg(long, env = "RINGCACHE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// (DESIGN addition) Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers.
     #[arg(long, env = "RINGCACHE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
     pub header_read_timeout: u64,
-    /// (DESIGN addition) Memory for request bodies and batch answers held at once (quantity).
+    /// Memory for request bodies and batch answers held at once (quantity).
     #[arg(long, env = "RINGCACHE_BUFFER_MEMORY", default_value = "16Mi", value_parser = parse_size)]
     pub buffer_memory: u64,
-    /// (DESIGN addition) Longest a request body (or a partition pull) may stall between bytes.
+    /// Longest a request body (or a partition pull) may stall between bytes.
     #[arg(long, env = "RINGCACHE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
     pub body_idle_timeout: u64,
 }
