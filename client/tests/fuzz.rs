@@ -48,7 +48,9 @@ fn expect(s: &str) -> Expect {
     let mut saturated = false;
     let mut rest = t;
     while !rest.is_empty() {
-        let d = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let d = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if d == 0 {
             return Expect::Refused;
         }
@@ -56,7 +58,9 @@ fn expect(s: &str) -> Expect {
             return Expect::Refused;
         };
         rest = &rest[d..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (secs_per, is_ms) = match &rest[..u] {
             "ms" => (0u128, true),
             "s" => (1, false),
@@ -91,7 +95,10 @@ fn expect(s: &str) -> Expect {
 fn check(s: &str) {
     let got = parse_duration(s);
     match expect(s) {
-        Expect::Refused => assert!(got.is_err(), "parse_duration({s:?}) = {got:?}, want an error"),
+        Expect::Refused => assert!(
+            got.is_err(),
+            "parse_duration({s:?}) = {got:?}, want an error"
+        ),
         Expect::Exact(d) => assert_eq!(got, Ok(d), "parse_duration({s:?})"),
         Expect::Saturated => assert!(
             got.as_ref().is_ok_and(|d| d.as_secs() == u64::MAX),

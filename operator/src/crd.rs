@@ -206,6 +206,19 @@ mod tests {
         }
 
         #[test]
+        fn tls_cannot_be_switched_on_or_off_by_cel() {
+            let plain = cc(r#"{"replicas":3}"#);
+            let tls = cc(r#"{"replicas":3,"tls":{"secretName":"a"}}"#);
+            assert!(validate_cel_update(&tls, &plain).is_err());
+            assert!(validate_cel_update(&plain, &tls).is_err());
+            assert!(validate_cel_update(&cc(r#"{"replicas":5}"#), &plain).is_ok());
+            let renamed = cc(r#"{"replicas":3,"tls":{"secretName":"b"}}"#);
+            assert!(validate_cel_update(&renamed, &tls).is_ok());
+            // Creation is no transition.
+            assert!(validate_cel(&tls).is_ok());
+        }
+
+        #[test]
         fn partitions_are_immutable_by_cel() {
             let old = cc(r#"{"partitions":1024}"#);
             assert!(validate_cel_update(&cc(r#"{"partitions":1024,"replicas":5}"#), &old).is_ok());

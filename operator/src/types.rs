@@ -65,6 +65,10 @@ pub const DEFAULT_PARTITIONS: i32 = 1024;
 )]
 #[x_kube(validation = Rule::new("!has(self.replicationFactor) || self.replicationFactor <= self.replicas")
     .message("replicationFactor must not exceed replicas"))]
+// Nodes with and without TLS cannot reach each other, so a rollout that switches it would leave
+// restarted nodes unable to copy their data back from the others: refused instead.
+#[x_kube(validation = Rule::new("has(self.tls) == has(oldSelf.tls)")
+    .message("tls cannot be turned on or off on an existing cluster (its nodes could not reach each other during the rollout); create a new CacheCluster"))]
 #[serde(rename_all = "camelCase")]
 pub struct CacheClusterSpec {
     /// Number of cache nodes.

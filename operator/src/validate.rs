@@ -93,32 +93,11 @@ fn positive_quantity(field: &'static str, value: &str) -> Result<u64, SpecError>
     Ok(bytes)
 }
 
-/// Parses a byte quantity the way the node does: an unsigned integer with an optional binary
-/// (Ki..Ei) or decimal (k..E) suffix. Fractions and milli-units are not byte counts, so rejected.
+/// Parses a byte quantity with the node's own parser (the operator passes the spec's string to
+/// the node unchanged, so it must admit exactly what the node accepts): `256Mi`, `1.5Gi`, `1e9`.
+/// Milli-units (`100m`) are no byte counts and are refused.
 pub fn parse_quantity(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    if digits_end == 0 {
-        return None;
-    }
-    let number: u64 = s[..digits_end].parse().ok()?;
-    let multiplier: u64 = match &s[digits_end..] {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
+    ringcache_common::quantity::parse_size(s).ok()
 }
 
 #[cfg(test)]
@@ -182,7 +161,7 @@ mod tests {
         assert_eq!(parse_quantity("1Gi"), Some(1 << 30));
         assert_eq!(parse_quantity("5k"), Some(5000));
         assert_eq!(parse_quantity("123"), Some(123));
-        assert_eq!(parse_quantity("1.5Gi"), None);
+        assert_eq!(parse_quantity("1.5Gi"), Some(3 << 29));
         assert_eq!(parse_quantity("Mi"), None);
         assert_eq!(parse_quantity("100m"), None);
         assert_eq!(parse_quantity("99999999999Ei"), None);

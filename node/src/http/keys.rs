@@ -3,7 +3,8 @@
 use super::{ApiError, SharedState};
 use crate::cluster::{self, Origin, peer::FORWARDED};
 use crate::quantity::parse_duration_ms;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ringcache_ring::MAX_KEY_LEN;
@@ -27,7 +28,7 @@ pub fn check_key(key: &str) -> Result<&[u8], ApiError> {
 
 /// Parses a TTL such as `30s`, `500ms`, `1m`; zero and absurdly long TTLs are refused.
 pub fn check_ttl(raw: &str) -> Result<u64, ApiError> {
-    let ms = parse_duration_ms(raw).map_err(|e| ApiError::bad_request("bad_ttl", e))?;
+    let ms = parse_duration_ms(raw).map_err(|e| ApiError::bad_request("bad_ttl", e.to_string()))?;
     if ms == 0 || ms > MAX_TTL_MS {
         return Err(ApiError::bad_request(
             "bad_ttl",
@@ -47,6 +48,25 @@ fn ttl_from_query(q: Option<&str>) -> Result<Option<u64>, ApiError> {
     Ok(None)
 }
 
+/// The `{key}` of a key route, percent-decoded. A key that does not decode to UTF-8 (or a path
+/// axum cannot split) gets the API's JSON 400 `bad_key`, like every other bad key, instead of
+/// axum's plain-text rejection.
+pub struct Key(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Key {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Key, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(key)) => Ok(Key(key)),
+            Err(e) => Err(ApiError::bad_key(format!(
+                "the key in the path is not valid: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 /// Loop guard of the incoming request.
 pub fn origin_of(h: &HeaderMap) -> Origin {
     Origin {
@@ -58,7 +78,7 @@ pub fn origin_of(h: &HeaderMap) -> Origin {
 // clone every header on the hottest route.
 pub async fn get(
     State(s): State<SharedState>,
-    Path(key): Path<String>,
+    Key(key): Key,
     req: axum::extract::Request,
 ) -> Response {
     let k = match check_key(&key) {
@@ -81,7 +101,7 @@ pub async fn get(
 
 pub async fn put(
     State(s): State<SharedState>,
-    Path(key): Path<String>,
+    Key(key): Key,
     RawQuery(q): RawQuery,
     req: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
@@ -112,7 +132,7 @@ pub async fn put(
 
 pub async fn delete(
     State(s): State<SharedState>,
-    Path(key): Path<String>,
+    Key(key): Key,
     h: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let k = check_key(&key)?;
