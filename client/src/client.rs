@@ -117,7 +117,9 @@ impl ClientBuilder {
         let http = http
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the nodes' default --header-read-timeout (10 s), after which a node closes an
+            // idle keep-alive connection: a request sent on it just then would fail.
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             // Pod IPs must be reached directly; an HTTP_PROXY meant for the internet would break it.
             .no_proxy()

@@ -91,7 +91,8 @@ pub struct Args {
     /// Connections served at once; more are closed at once.
     #[arg(long, env = "RINGCACHE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
     #[arg(long, env = "RINGCACHE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
     pub header_read_timeout: u64,
     /// Memory for request bodies and batch answers held at once (quantity).

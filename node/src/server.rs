@@ -73,7 +73,11 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Sh
         .map(|ca| TlsClient::new(ca, cfg.tls_server_name.as_deref()))
         .transpose()
         .context("--tls-ca-file")?;
-    let peers = Peers::new(cfg.internal_token.clone(), peer_tls)?;
+    // Peers close idle keep-alive connections when their header read timeout passes (the same
+    // flag on every node): reuse one for at most half that, so a request never races the close.
+    let idle = std::time::Duration::from_millis(cfg.header_read_timeout_ms / 2)
+        .max(std::time::Duration::from_millis(100));
+    let peers = Peers::new(cfg.internal_token.clone(), peer_tls, idle)?;
     let metrics = Arc::new(Metrics::new());
     Ok(Arc::new(AppState {
         engine: Arc::new(Engine::new(ecfg)),

@@ -92,14 +92,17 @@ pub struct Peers {
 pub struct PeersError(#[from] reqwest::Error);
 
 impl Peers {
+    /// `idle`: how long an idle pooled connection is reused (below the peers' header read
+    /// timeout, after which they close it).
     pub fn new(
         internal_token: Option<String>,
         tls: Option<TlsClient>,
+        idle: Duration,
     ) -> Result<Peers, PeersError> {
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(idle)
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             // Peers are pod IPs: an HTTP(S)_PROXY from the environment must not capture them.

@@ -305,17 +305,27 @@ impl Cluster {
         }
     }
 
-    /// `GET path` on node `i`, as JSON (with the internal token; public routes ignore it).
+    /// `GET path` on node `i`, as JSON (with the internal token; public routes ignore it). A
+    /// connection the node closes just as it is reused (a node resumed after SIGSTOP closes
+    /// every keep-alive connection whose header read timeout passed meanwhile) is retried.
     pub async fn json(&self, i: usize, path: &str) -> serde_json::Value {
-        self.http
-            .get(format!("{}{path}", self.nodes[i].base()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self
+                .http
+                .get(format!("{}{path}", self.nodes[i].base()))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+            {
+                Ok(r) => return r.json().await.unwrap(),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("GET {path} on {}: {e}; retrying", self.nodes[i].id);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("GET {path} on {}: {e}", self.nodes[i].id),
+            }
+        }
     }
 
     pub fn running(&self) -> Vec<usize> {
