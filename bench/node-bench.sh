@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Single-node throughput/latency of ringcache-node against a minimal axum "ceiling" in the same run.
-#   bench/node-bench.sh            (env: REPEATS=3 DURATION=10s CONNS=50 WRK_THREADS=1 KEYS=100000)
+#   bench/node-bench.sh            (env: REPEATS=3 DURATION=10s CONNS=50 WRK_THREADS=1 KEYS=100000
+#                                   BASELINE=path/to/an/older/ringcache-node PIN=1)
 # Builds release, starts the node and node/examples/ceiling.rs on 127.0.0.1, preloads KEYS keys of
 # 100 bytes, then alternates ceiling/node runs of wrk (GET of random keys, PUT of random keys),
-# REPEATS times, and prints medians and node/ceiling ratios as a Markdown table.
+# REPEATS times, and prints medians and node/ceiling ratios as a Markdown table. With BASELINE, that
+# binary runs as a third target ("baseline", preloaded the same way) and node/baseline ratios are
+# printed too: the regression check between two builds. With PIN=1 (default on 2+ cores) every
+# server is pinned to core 0 and wrk to core 1, so each server gets exactly one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +18,13 @@ WRK_THREADS=${WRK_THREADS:-1}
 KEYS=${KEYS:-100000}
 NODE_ADDR=${NODE_ADDR:-127.0.0.1:17070}
 CEIL_ADDR=${CEIL_ADDR:-127.0.0.1:17171}
+BASE_ADDR=${BASE_ADDR:-127.0.0.1:17272}
+BASELINE=${BASELINE:-}
+if [ -z "${PIN:-}" ]; then
+  if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then PIN=1; else PIN=0; fi
+fi
+server_cpu=(); client_cpu=()
+if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
 export BENCH_KEYS=$KEYS
 
 if ! command -v wrk >/dev/null; then
@@ -30,13 +41,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-RUST_LOG=warn target/release/ringcache-node --listen "$NODE_ADDR" --node-id bench --max-memory 1Gi &
+RUST_LOG=warn "${server_cpu[@]}" target/release/ringcache-node --listen "$NODE_ADDR" --node-id bench --max-memory 1Gi &
 PIDS+=($!)
 NODE_PID=$!
-target/release/examples/ceiling "$CEIL_ADDR" &
+"${server_cpu[@]}" target/release/examples/ceiling "$CEIL_ADDR" &
 PIDS+=($!)
+TARGETS=(ceiling node)
+ADDRS=("$CEIL_ADDR" "$NODE_ADDR")
+NODES=("$NODE_ADDR")
+if [ -n "$BASELINE" ]; then
+  RUST_LOG=warn "${server_cpu[@]}" "$BASELINE" --listen "$BASE_ADDR" --node-id base --max-memory 1Gi &
+  PIDS+=($!)
+  TARGETS+=(baseline)
+  ADDRS+=("$BASE_ADDR")
+  NODES+=("$BASE_ADDR")
+fi
 
-for addr in "$NODE_ADDR" "$CEIL_ADDR"; do
+for addr in "${ADDRS[@]}"; do
   for _ in $(seq 1 100); do
     curl -fs -o /dev/null "http://$addr/v1/keys/probe" -X PUT -d x && break
     sleep 0.1
@@ -44,7 +65,8 @@ for addr in "$NODE_ADDR" "$CEIL_ADDR"; do
 done
 
 # Preload through the batch API: KEYS keys "key:N" with 100-byte values.
-python3 - "$NODE_ADDR" "$KEYS" <<'PY'
+for addr in "${NODES[@]}"; do
+python3 - "$addr" "$KEYS" <<'PY'
 import json, sys, urllib.request
 addr, keys = sys.argv[1], int(sys.argv[2])
 value = "v" * 100
@@ -56,23 +78,26 @@ for start in range(0, keys, 1000):
         res = json.load(r)["results"]
         assert all(x["status"] == 204 for x in res), res[:3]
 PY
+done
 items=$(curl -fs "http://$NODE_ADDR/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
 echo "preloaded: $items items" >&2
 
 OUT=$(mktemp)
 run() { # target op addr
   local line
-  line=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" -s "bench/lua/$2.lua" "http://$3" | grep '^RESULT')
+  line=$("${client_cpu[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" -s "bench/lua/$2.lua" "http://$3" | grep '^RESULT')
   echo "$1 $2 $line" | tee -a "$OUT" >&2
 }
 for rep in $(seq 1 "$REPEATS"); do
   for op in get put; do
-    run ceiling "$op" "$CEIL_ADDR"
-    run node "$op" "$NODE_ADDR"
+    for i in "${!TARGETS[@]}"; do
+      run "${TARGETS[$i]}" "$op" "${ADDRS[$i]}"
+    done
   done
 done
 rss_kb=$(ps -o rss= -p "$NODE_PID" | tr -d ' ')
 
+echo "pinned: $PIN (servers on core 0, wrk on core 1)" >&2
 python3 - "$OUT" "$REPEATS" "$rss_kb" "$items" <<'PY'
 import statistics, sys
 path, repeats, rss_kb, items = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -83,8 +108,9 @@ for line in open(path):
 med = lambda xs: statistics.median(xs)
 print(f"| op | target | ops/s (median of {repeats}) | p50 µs | p99 µs | non-2xx / socket errors |")
 print("|---|---|---:|---:|---:|---:|")
+targets = [t for t in ("ceiling", "node", "baseline") if (t, "get") in runs]
 for op in ("get", "put"):
-    for target in ("ceiling", "node"):
+    for target in targets:
         r = runs[(target, op)]
         print(f"| {op.upper()} | {target} | {med([x[0] for x in r]):.0f} | {med([x[1] for x in r]):.0f} | "
               f"{med([x[2] for x in r]):.0f} | {sum(x[3] for x in r)} / {sum(x[4] for x in r)} |")
@@ -99,6 +125,11 @@ for op in ("get", "put"):
     pair99 = med([a[2] / b[2] for a, b in zip(n, c)])
     print(f"- {op.upper()}: node/ceiling throughput {thr:.2f} (median of per-pair ratios {pair:.2f}), "
           f"p99 {p99:.2f}x (per-pair {pair99:.2f}x)")
+    if "baseline" in targets:
+        b = runs[("baseline", op)]
+        print(f"- {op.upper()}: node/baseline throughput {med([x[0] for x in n]) / med([x[0] for x in b]):.2f} "
+              f"(median of per-pair ratios {med([a[0] / x[0] for a, x in zip(n, b)]):.2f}), "
+              f"p99 {med([x[2] for x in n]) / med([x[2] for x in b]):.2f}x")
 print(f"- node RSS after the runs: {int(rss_kb) / 1024:.0f} MiB with {items} items preloaded")
 PY
 rm -f "$OUT"
