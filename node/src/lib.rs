@@ -4,14 +4,19 @@
 pub mod budget;
 pub mod clock;
 pub mod cluster;
+pub mod completeness;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod quantity;
 pub mod ring_state;
+pub mod ring_view;
 pub mod serve;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
 pub mod wire;
+
+/// The node's state, owned by the cluster core: `ringcache_node::node::Node`.
+pub use cluster::node;

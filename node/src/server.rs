@@ -2,14 +2,10 @@
 //! graceful shutdown.
 
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::completeness::Completeness;
-use crate::cluster::peer::Peers;
-use crate::cluster::replication::Replicator;
+use crate::cluster::node::{Node, SharedNode};
+use crate::cluster::peer::HttpPeers;
 use crate::config::NodeConfig;
-use crate::engine::{Engine, EngineConfig};
-use crate::http::{AppState, SharedState, router};
-use crate::metrics::Metrics;
-use crate::ring_state::RingState;
+use crate::http::router;
 use crate::tls::{TlsClient, TlsServer};
 use anyhow::Context;
 use ringcache_ring::RingDoc;
@@ -26,11 +22,11 @@ pub fn load_ring_file(path: &Path) -> anyhow::Result<RingDoc> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
-    if size > crate::cluster::peer::MAX_RING_BYTES as u64 {
+    if size > crate::cluster::peers::MAX_RING_BYTES as u64 {
         anyhow::bail!(
             "ring file {} is {size} bytes, more than {}",
             path.display(),
-            crate::cluster::peer::MAX_RING_BYTES
+            crate::cluster::peers::MAX_RING_BYTES
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -40,7 +36,7 @@ pub fn load_ring_file(path: &Path) -> anyhow::Result<RingDoc> {
 /// Builds the node's shared state. Without a ring file the node is a one-member cluster (epoch
 /// 0) and ready at once; with one that cannot be loaded yet it starts not ready and the poller
 /// installs the ring when the file becomes valid.
-pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<SharedState> {
+pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<SharedNode> {
     let single = || RingDoc::single_node(&cfg.node_id, &cfg.listen.to_string(), cfg.partitions);
     let (doc, loaded) = match &cfg.ring_file {
         None => (single(), true),
@@ -58,15 +54,9 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Sh
             }
         },
     };
-    let mut ecfg = EngineConfig::new(doc.partitions, cfg.max_memory, cfg.eviction);
-    ecfg.tombstone_grace_ms = cfg.tombstone_grace_ms;
     if !loaded {
         tracing::info!("waiting for a valid ring file");
     }
-    let incarnation = new_incarnation();
-    tracing::info!(%incarnation, "incarnation of this process");
-    let completeness = Arc::new(Completeness::new(doc.partitions, &incarnation));
-    let ring = RingState::new(doc, &cfg.node_id, completeness);
     let peer_tls = cfg
         .tls_ca_file
         .as_deref()
@@ -75,33 +65,15 @@ pub fn build_state(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Sh
         .context("--tls-ca-file")?;
     // Peers close idle keep-alive connections when their header read timeout passes (the same
     // flag on every node): reuse one for at most half that, so a request never races the close.
-    let idle = std::time::Duration::from_millis(cfg.header_read_timeout_ms / 2)
-        .max(std::time::Duration::from_millis(100));
-    let peers = Peers::new(cfg.internal_token.clone(), peer_tls, idle)?;
-    let metrics = Arc::new(Metrics::new());
-    Ok(Arc::new(AppState {
-        engine: Arc::new(Engine::new(ecfg)),
-        ring: Arc::new(ring),
-        metrics: metrics.clone(),
-        clock,
-        max_value_size: cfg.max_value_size,
-        auth_token: cfg.auth_token.clone(),
-        internal_token: cfg.internal_token.clone(),
-        writes: Arc::default(),
-        expects_ring: cfg.ring_file.is_some(),
-        ring_changed: tokio::sync::Notify::new(),
-        replication: Replicator::start(peers.clone(), metrics.clone()),
-        peers,
-        write_consistency: cfg.write_consistency,
-        progress: parking_lot::Mutex::default(),
-        learning_epoch: std::sync::atomic::AtomicU64::new(0),
-        pull_idle_timeout: Duration::from_millis(cfg.body_idle_timeout_ms),
-        budget: crate::budget::Budget::new(cfg.buffer_memory),
-    }))
+    let idle =
+        Duration::from_millis(cfg.header_read_timeout_ms / 2).max(Duration::from_millis(100));
+    let peers: crate::cluster::Peers =
+        Arc::new(HttpPeers::new(cfg.internal_token.clone(), peer_tls, idle)?);
+    Ok(Node::new(cfg, clock, doc, peers))
 }
 
 /// Starts the background tasks; they stop when `stop` resolves (they hold only `Arc`s).
-pub fn spawn_background(state: &SharedState, cfg: &NodeConfig) {
+pub fn spawn_background(state: &SharedNode, cfg: &NodeConfig) {
     let s = state.clone();
     let every = Duration::from_millis(cfg.sweep_interval_ms);
     tokio::spawn(async move {
@@ -132,28 +104,14 @@ pub fn spawn_background(state: &SharedState, cfg: &NodeConfig) {
     tokio::spawn(crate::cluster::migration::run(state.clone()));
 }
 
-/// A fresh id per process start (DESIGN.md "incarnation"): 64 random bits from the OS-seeded
-/// hasher keys, mixed with the start time and pid so that two starts never share one.
-pub fn new_incarnation() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
-}
-
-async fn poll_ring_file(s: SharedState, path: PathBuf) {
+async fn poll_ring_file(s: SharedNode, path: PathBuf) {
     let mut last: Option<Vec<u8>> = None;
     let mut tick = tokio::time::interval(RING_POLL);
     loop {
         tick.tick().await;
         let too_large = tokio::fs::metadata(&path)
             .await
-            .is_ok_and(|m| m.len() > crate::cluster::peer::MAX_RING_BYTES as u64);
+            .is_ok_and(|m| m.len() > crate::cluster::peers::MAX_RING_BYTES as u64);
         if too_large {
             tracing::warn!(path = %path.display(), "ring file larger than the ring size bound: ignored");
             continue;
@@ -179,7 +137,7 @@ async fn poll_ring_file(s: SharedState, path: PathBuf) {
 /// (current or pending table): a reused volume must not bring back data for partitions that
 /// moved away. Versions decide against anything pulled later. A corrupt snapshot is logged and
 /// skipped; the node then recovers from its co-owners like an empty one.
-pub fn restore_snapshot(s: &SharedState, dir: &Path) {
+pub fn restore_snapshot(s: &SharedNode, dir: &Path) {
     let records = match crate::snapshot::read(dir) {
         Ok(Some(r)) => r,
         Ok(None) => return,
@@ -212,7 +170,7 @@ pub fn restore_snapshot(s: &SharedState, dir: &Path) {
 }
 
 /// Writes a snapshot now (blocking work off the async threads).
-pub async fn save_snapshot(s: &SharedState, dir: &Path) {
+pub async fn save_snapshot(s: &SharedNode, dir: &Path) {
     let (s2, dir2) = (s.clone(), dir.to_path_buf());
     let res = tokio::task::spawn_blocking(move || {
         let data = crate::snapshot::encode(&s2.engine, s2.clock.now_ms());
@@ -230,7 +188,7 @@ pub async fn save_snapshot(s: &SharedState, dir: &Path) {
 /// requests; connections and request reading are bounded by `limits`.
 pub async fn serve(
     listener: TcpListener,
-    state: SharedState,
+    state: SharedNode,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: crate::serve::Limits,
     tls: Option<TlsServer>,
@@ -276,7 +234,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Waits until no write this node coordinated is still on its way to another owner (quorum
 /// stragglers, the asynchronous queue of `one`): the writes it acknowledged must not leave with
 /// the process.
-pub async fn drain_replication(s: &SharedState, within: Duration) {
+pub async fn drain_replication(s: &SharedNode, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     while s.writes.oldest().is_some() {
         if tokio::time::Instant::now() >= deadline {

@@ -11,7 +11,7 @@ use crate::engine::Record;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Content type of a record stream.
-pub const CONTENT_TYPE: &str = "application/x-ringcache-records";
+pub const CONTENT_TYPE: &str = ringcache_common::protocol::RECORDS_CONTENT_TYPE;
 
 /// Largest frame accepted (a key of 250 bytes plus a generous value bound).
 pub const MAX_FRAME: usize = 256 << 20;
@@ -195,10 +195,10 @@ pub fn decode_all(bytes: &[u8], max_value: usize) -> Result<Vec<Record>, WireErr
 
 /// Body of `POST /internal/v1/get` (a multi-get of forwarded reads): `u32 count | count ×
 /// (u16 key_len | key)`, little-endian.
-pub const KEYS_CONTENT_TYPE: &str = "application/x-ringcache-keys";
+pub const KEYS_CONTENT_TYPE: &str = ringcache_common::protocol::KEYS_CONTENT_TYPE;
 /// Its answer: `u32 count | count × (u8 tag | u32 value_len | value)`, one per key in order;
 /// tag 0 found (value follows), 1 not found, 2 not served here (ask another owner).
-pub const RESULTS_CONTENT_TYPE: &str = "application/x-ringcache-results";
+pub const RESULTS_CONTENT_TYPE: &str = ringcache_common::protocol::RESULTS_CONTENT_TYPE;
 /// Keys per multi-get at most.
 pub const MAX_KEYS: usize = 4096;
 /// Largest multi-get body: the count and `MAX_KEYS` keys of the longest length.

@@ -21,7 +21,8 @@ use proptest::prelude::*;
 use ringcache_node::clock::ManualClock;
 use ringcache_node::config::NodeConfig;
 use ringcache_node::engine::Record;
-use ringcache_node::http::{BatchResponse, SharedState, check_ttl, router};
+use ringcache_node::http::{BatchResponse, check_ttl, router};
+use ringcache_node::node::SharedNode;
 use ringcache_node::quantity::{parse_duration_ms, parse_size};
 use ringcache_node::server::build_state;
 use ringcache_node::wire::{
@@ -427,7 +428,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A fresh node (must run inside a runtime: the replicator spawns its worker).
-fn node() -> (SharedState, Router) {
+fn node() -> (SharedNode, Router) {
     let mut cfg = NodeConfig::for_listen("127.0.0.1:7070".parse().unwrap());
     cfg.partitions = 16;
     cfg.max_value_size = MAX_VALUE;
@@ -439,7 +440,7 @@ fn node() -> (SharedState, Router) {
 /// A node and the runtime it lives on, shared by the cases of one test.
 struct InProcess {
     rt: tokio::runtime::Runtime,
-    state: SharedState,
+    state: SharedNode,
     app: Router,
 }
 

@@ -7,7 +7,8 @@ use http_body_util::BodyExt;
 use ringcache_node::clock::ManualClock;
 use ringcache_node::config::NodeConfig;
 use ringcache_node::engine::{ENTRY_OVERHEAD, EvictionPolicy};
-use ringcache_node::http::{SharedState, router};
+use ringcache_node::http::router;
+use ringcache_node::node::SharedNode;
 use ringcache_node::server::build_state;
 use ringcache_ring::{Member, MemberState, RingDoc};
 use serde_json::Value;
@@ -17,7 +18,7 @@ use tower::ServiceExt;
 const T0: u64 = 1_700_000_000_000;
 
 struct App {
-    state: SharedState,
+    state: SharedNode,
     clock: Arc<ManualClock>,
 }
 

@@ -11,7 +11,8 @@ use axum::routing::any;
 use parking_lot::Mutex;
 use ringcache_node::clock::SystemClock;
 use ringcache_node::config::NodeConfig;
-use ringcache_node::http::{SharedState, router};
+use ringcache_node::http::router;
+use ringcache_node::node::SharedNode;
 use ringcache_node::serve::{Limits, serve};
 use ringcache_node::server::build_state;
 use ringcache_ring::{Member, MemberState, Pending, RingDoc};
@@ -24,7 +25,7 @@ const CLIENT: &str = "client-secret";
 /// A node serving on a fresh loopback port with `ring` (its own member must be `id`).
 struct Node {
     addr: String,
-    state: SharedState,
+    state: SharedNode,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -399,7 +400,7 @@ async fn a_ring_over_the_size_bound_and_a_second_ring_of_the_same_epoch_are_refu
             .bearer_auth(INTERNAL)
             .body(body)
     };
-    let huge = vec![b' '; ringcache_node::cluster::peer::MAX_RING_BYTES + 1];
+    let huge = vec![b' '; ringcache_node::cluster::peers::MAX_RING_BYTES + 1];
     // Refused from its declared length: 413, or the connection closed while the client was
     // still sending the rest (the node reads no more than its limit).
     match put(huge).send().await {

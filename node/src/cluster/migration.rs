@@ -1,5 +1,5 @@
 //! Migration and recovery: the same pull. Every partition this member writes (current table or
-//! pending) that it does not hold completely ([`super::completeness`]) is streamed from a source
+//! pending) that it does not hold completely ([`crate::completeness`]) is streamed from a source
 //! that does, in bounded batches, and applied newer-wins. Progress is what
 //! `GET /internal/v1/migration` reports. After a commit (no pending table), partitions this node
 //! no longer owns are dropped.
@@ -9,12 +9,13 @@
 //! partition any more (every other owner is down, restarted or refusing and none is `up`), the
 //! partition is *lost*: reported as such, never counted as copied.
 
-use super::completeness::{Needed, PartState};
-use super::peer::PeerError;
-use crate::http::SharedState;
+use super::node::SharedNode;
+use super::peers::PeerError;
+use crate::completeness::{Needed, PartState};
 use crate::ring_state::RingView;
 use crate::wire::Decoder;
 use futures_util::StreamExt;
+use ringcache_common::protocol::ErrorCode;
 use ringcache_ring::MemberState;
 use serde::Serialize;
 use std::sync::Arc;
@@ -25,8 +26,6 @@ use std::time::Duration;
 pub const SCAN_BATCH: usize = 1024;
 /// Partitions pulled concurrently.
 pub const PULL_CONCURRENCY: usize = 4;
-/// Error code of a source that does not hold the partition completely.
-pub const INCOMPLETE: &str = "incomplete";
 
 /// What `GET /internal/v1/migration` answers (see DESIGN.md; fields beyond the contract's are
 /// additions the operator uses).
@@ -53,20 +52,6 @@ pub struct MigrationStatus {
     /// Members (ids) that missed a replica write this node acknowledged without them: their copy
     /// is stale until they recover.
     pub stale_replicas: Vec<String>,
-}
-
-/// Progress of the current round of pulls (from the moment something was found missing until
-/// everything is complete again; the last round's figures stay until the next begins).
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Partitions found missing since the round began.
-    pub round: std::collections::BTreeSet<u32>,
-    /// Everything was complete at the end of the last round: the next miss starts a new one.
-    pub closed: bool,
-    pub keys: u64,
-    pub bytes: u64,
-    pub error: Option<String>,
-    pub waiting_for: Option<String>,
 }
 
 /// A partition to pull and who may serve it, best first.
@@ -163,17 +148,14 @@ enum PullError {
 /// Every record received confirms the local entry of its key, so that afterwards the entries
 /// the source did not send can be told apart (see [`pull_one`]).
 async fn pull_from(
-    s: &SharedState,
+    s: &SharedNode,
     view: &RingView,
     addr: &str,
     p: u32,
     cursor: &mut Option<Vec<u8>>,
 ) -> Result<(u64, u64), PullError> {
-    let resp = match s
-        .peers
-        .pull(addr, p, cursor.as_deref(), view.epoch(), view.self_addr())
-        .await
-    {
+    let from = super::peers::Sender::of(view);
+    let mut body = match s.peers.pull(addr, p, cursor.as_deref(), &from).await {
         Ok(r) => r,
         Err(PeerError::Status { status, body, .. }) if status == 503 && is_incomplete(&body) => {
             return Err(PullError::Incomplete(format!("{addr}: {body}")));
@@ -181,7 +163,6 @@ async fn pull_from(
         Err(e) => return Err(PullError::Transient(e.to_string())),
     };
     let transient = |e: String| PullError::Transient(format!("{addr}: {e}"));
-    let mut body = resp.bytes_stream();
     let mut dec = Decoder::with_max_value(usize::try_from(s.max_value_size).unwrap_or(usize::MAX));
     let (mut keys, mut bytes) = (0u64, 0u64);
     loop {
@@ -221,7 +202,7 @@ async fn pull_from(
 fn is_incomplete(body: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
-        .is_some_and(|v| v["code"] == INCOMPLETE)
+        .is_some_and(|v| v["code"] == ErrorCode::Incomplete.as_str())
 }
 
 /// The write fence: waits until this node and every other member that takes writes serve with
@@ -229,7 +210,7 @@ fn is_incomplete(body: &str) -> bool {
 /// then on every write of the partitions to pull also reaches this node, and every earlier one
 /// has landed at the owners it pulls from, so a pull started afterwards misses nothing. A peer
 /// already on a newer ring teaches it to this node first. Returns false if the ring changed.
-async fn wait_for_peers(s: &SharedState, view: &RingView, fence_epoch: u64) -> bool {
+async fn wait_for_peers(s: &SharedNode, view: &RingView, fence_epoch: u64) -> bool {
     let peers: Vec<&str> = view
         .doc
         .members
@@ -256,11 +237,15 @@ async fn wait_for_peers(s: &SharedState, view: &RingView, fence_epoch: u64) -> b
             if s.ring.epoch() != e {
                 return false;
             }
-            match s.peers.writer_state(addr, e, view.self_addr()).await {
+            match s
+                .peers
+                .writer_state(addr, &super::peers::Sender::of(view))
+                .await
+            {
                 Ok((epoch, _)) if epoch > e => {
                     // This node is behind: pulling under its ring could miss writes the newer
                     // one routes elsewhere. Learn the newer ring, then plan again.
-                    super::observe_epoch(s, Some(epoch), addr);
+                    super::epochs::observe_epoch(s, Some(epoch), addr);
                 }
                 Ok((epoch, oldest)) if super::fence::settled(fence_epoch, epoch, oldest) => break,
                 Ok((epoch, oldest)) => {
@@ -300,7 +285,7 @@ enum Outcome {
 /// it has purged, or an eviction), and keeping them would bring a deleted value back from an old
 /// snapshot or from this node's life before it went down. Younger unconfirmed entries stay: they
 /// may be writes still on their way to the source.
-async fn pull_one(s: &SharedState, view: &Arc<RingView>, pull: Pull) -> Outcome {
+async fn pull_one(s: &SharedNode, view: &Arc<RingView>, pull: Pull) -> Outcome {
     let started = s.engine.current_tick();
     let mut cursor = None;
     let mut last_err = None;
@@ -395,11 +380,11 @@ async fn pull_one(s: &SharedState, view: &Arc<RingView>, pull: Pull) -> Outcome 
 }
 
 /// One round: fence, then pull every needed partition. Returns false when work remains.
-async fn execute(s: &SharedState, view: &Arc<RingView>, needed: Vec<Needed>) -> bool {
+async fn execute(s: &SharedNode, view: &Arc<RingView>, needed: Vec<Needed>) -> bool {
     {
         let mut pr = s.progress.lock();
         if pr.closed {
-            *pr = Progress::default();
+            *pr = super::node::Progress::default();
         }
         pr.round.extend(needed.iter().map(|n| n.partition));
         pr.error = None;
@@ -426,7 +411,7 @@ async fn execute(s: &SharedState, view: &Arc<RingView>, needed: Vec<Needed>) -> 
 }
 
 /// The report of `GET /internal/v1/migration`, read from the completeness of the current ring.
-pub fn status(s: &SharedState) -> MigrationStatus {
+pub fn status(s: &SharedNode) -> MigrationStatus {
     let view = s.ring.get();
     let completeness = s.ring.completeness();
     let summary = completeness.summary(&view);
@@ -451,7 +436,7 @@ pub fn status(s: &SharedState) -> MigrationStatus {
 
 /// The migration task: runs for the life of the process, after every ring change and every
 /// second while work remains.
-pub async fn run(s: SharedState) {
+pub async fn run(s: SharedNode) {
     let mut dropped_for: Option<u64> = None;
     loop {
         let view = s.ring.get();

@@ -1,86 +1,44 @@
-//! HTTP(S) calls from this node to its peers: forwarded writes, replica writes, partition pulls,
-//! ring fetches and writer states go through one pooled keep-alive reqwest client; forwarded reads
-//! through the coalescing connections of [`super::pipeline`]. Every call authenticates with the
-//! internal token; a client's own credentials never leave the node.
+//! [`PeerApi`] over HTTP(S): forwarded writes, replica writes, partition pulls, ring fetches and
+//! writer states go through one pooled keep-alive reqwest client; forwarded reads through the
+//! coalescing connections of [`super::pipeline`]. Every call authenticates with the internal
+//! token; a client's own credentials never leave the node.
 
-use super::pipeline::{Pipelines, Sender};
+use super::peers::{
+    Forwarded, MAX_RING_BYTES, PeerApi, PeerError, ReadAnswer, RecordStream, Sender, WriteOp,
+};
+use super::pipeline::{PipeError, Pipelines};
 use crate::engine::Record;
 use crate::tls::TlsClient;
 use crate::wire;
 use crate::wire::KeyResult;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use ringcache_common::protocol::{EPOCH_HEADER, FORWARDED_HEADER, ORIGIN_HEADER};
 use std::time::Duration;
-
-/// Set on a request forwarded by a node: the receiver must not forward it again.
-pub const FORWARDED: &str = "x-ringcache-forwarded";
-/// The ring epoch of the sender (internal and forwarded requests) or responder.
-pub const EPOCH: &str = "x-ringcache-epoch";
-/// `ip:port` of the sender, so a receiver that learns of a newer epoch knows whom to ask.
-pub const ORIGIN: &str = "x-ringcache-origin";
-
-/// Largest ring document accepted from anywhere (65 536 partitions × 7 owners fit easily).
-pub const MAX_RING_BYTES: usize = 16 << 20;
 
 /// Per-hop timeout of forwarded requests and replica writes.
 pub const HOP_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    #[error("{addr}: {source}")]
-    Http {
-        addr: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{addr} answered {status}: {body}")]
-    Status {
-        addr: String,
-        status: u16,
-        body: String,
-    },
-    #[error("{addr}: {source}")]
-    Pipe {
-        addr: String,
-        #[source]
-        source: super::pipeline::PipeError,
-    },
-    #[error("{addr}: {0}", addr = .1)]
-    Wire(#[source] wire::WireError, String),
-    #[error("peer address is unknown")]
-    NoAddr,
-}
-
-impl PeerError {
-    /// Whether another owner should be tried (connection trouble or a 5xx), as opposed to an
-    /// answer that would be the same anywhere.
-    pub fn retryable(&self) -> bool {
-        match self {
-            PeerError::Status { status, .. } => *status >= 500,
-            _ => true,
-        }
+/// A reqwest error with its causes ("error sending request" alone says nothing).
+fn unreachable(addr: &str, e: &(dyn std::error::Error + 'static)) -> PeerError {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    PeerError::Unreachable {
+        addr: addr.to_string(),
+        message,
     }
 }
 
-/// A public key request to pass on to an owner (authenticated with the internal token: the
-/// client's credentials were checked here and stay here).
-pub struct ForwardRequest<'a> {
-    pub method: reqwest::Method,
-    pub path_and_query: &'a str,
-    pub body: Option<Bytes>,
-}
-
-/// A forwarded response: status, body, and the responder's epoch if it sent one.
-#[derive(Debug)]
-pub struct Forwarded {
-    pub status: u16,
-    pub body: Bytes,
-    pub epoch: Option<u64>,
-}
-
 #[derive(Clone)]
-pub struct Peers {
-    pub(crate) http: reqwest::Client,
+pub struct HttpPeers {
+    http: reqwest::Client,
     pipes: Pipelines,
     internal_token: Option<String>,
     /// `http` or `https` (with `--tls-ca-file`).
@@ -91,14 +49,14 @@ pub struct Peers {
 #[error("cannot build the peer HTTP client: {0}")]
 pub struct PeersError(#[from] reqwest::Error);
 
-impl Peers {
+impl HttpPeers {
     /// `idle`: how long an idle pooled connection is reused (below the peers' header read
     /// timeout, after which they close it).
     pub fn new(
         internal_token: Option<String>,
         tls: Option<TlsClient>,
         idle: Duration,
-    ) -> Result<Peers, PeersError> {
+    ) -> Result<HttpPeers, PeersError> {
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -110,7 +68,7 @@ impl Peers {
         if let Some(t) = &tls {
             builder = builder.tls_backend_preconfigured((*t.config).clone());
         }
-        Ok(Peers {
+        Ok(HttpPeers {
             http: builder.build()?,
             pipes: Pipelines::new(
                 internal_token.as_deref(),
@@ -127,44 +85,36 @@ impl Peers {
         format!("{}://{addr}{path}", self.scheme)
     }
 
-    fn internal(
-        &self,
-        rb: reqwest::RequestBuilder,
-        epoch: u64,
-        origin: &str,
-    ) -> reqwest::RequestBuilder {
-        let rb = rb.header(EPOCH, epoch).header(ORIGIN, origin);
+    /// `rb` with the internal token and the sender's epoch and address.
+    fn internal(&self, rb: reqwest::RequestBuilder, from: &Sender) -> reqwest::RequestBuilder {
+        let rb = rb
+            .header(EPOCH_HEADER, from.epoch)
+            .header(ORIGIN_HEADER, &*from.origin);
         match &self.internal_token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
     }
 
-    /// Reads `key` from the owner at `addr` as part of a coalesced multi-get. `Ok(None)`: the
-    /// owner serves the partition and has no such key. Returns the owner's epoch as well.
-    pub async fn read_forwarded(
+    async fn read_coalesced(
         &self,
         addr: &str,
         key: &[u8],
         from: &Sender,
-    ) -> Result<(Option<Bytes>, Option<u64>), PeerError> {
+    ) -> Result<ReadAnswer, PeerError> {
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
-        let pipe = |source| PeerError::Pipe {
-            addr: addr.to_string(),
-            source,
-        };
         let a = match self.pipes.get(addr, key, from).await {
             Ok(a) => a,
-            Err(super::pipeline::PipeError::Refused { status, message }) => {
+            Err(PipeError::Refused { status, message }) => {
                 return Err(PeerError::Status {
                     addr: addr.to_string(),
                     status,
                     body: message,
                 });
             }
-            Err(e) => return Err(pipe(e)),
+            Err(e) => return Err(unreachable(addr, &e)),
         };
         match a.result {
             KeyResult::Found(v) => Ok((Some(v), a.epoch)),
@@ -180,39 +130,39 @@ impl Peers {
         }
     }
 
-    /// Sends a public key request to `addr`, marked as forwarded.
-    pub async fn forward(
+    async fn forward_write(
         &self,
         addr: &str,
-        req: ForwardRequest<'_>,
-        epoch: u64,
-        origin: &str,
+        key: &[u8],
+        op: &WriteOp,
+        from: &Sender,
     ) -> Result<Forwarded, PeerError> {
-        let ForwardRequest {
-            method,
-            path_and_query,
-            body,
-        } = req;
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
+        let mut path = key_path(key);
+        let (method, body) = match op {
+            WriteOp::Set { value, ttl_ms } => {
+                if let Some(t) = ttl_ms {
+                    path.push_str(&format!("?ttl={t}ms"));
+                }
+                (reqwest::Method::PUT, Some(value.clone()))
+            }
+            WriteOp::Delete => (reqwest::Method::DELETE, None),
+        };
         let rb = self
             .http
-            .request(method, self.url(addr, path_and_query))
+            .request(method, self.url(addr, &path))
             .timeout(HOP_TIMEOUT)
-            .header(FORWARDED, "1");
-        let mut rb = self.internal(rb, epoch, origin);
+            .header(FORWARDED_HEADER, "1");
+        let mut rb = self.internal(rb, from);
         if let Some(b) = body {
             rb = rb.body(b);
         }
-        let http = |source| PeerError::Http {
-            addr: addr.to_string(),
-            source,
-        };
-        let resp = rb.send().await.map_err(http)?;
+        let resp = rb.send().await.map_err(|e| unreachable(addr, &e))?;
         let status = resp.status().as_u16();
         let epoch = header_epoch(resp.headers());
-        let body = resp.bytes().await.map_err(http)?;
+        let body = resp.bytes().await.map_err(|e| unreachable(addr, &e))?;
         if status >= 500 {
             return Err(PeerError::Status {
                 addr: addr.to_string(),
@@ -227,13 +177,11 @@ impl Peers {
         })
     }
 
-    /// Replica write: `POST /internal/v1/apply` with a record stream. Returns the peer's epoch.
-    pub async fn apply(
+    async fn replicate(
         &self,
         addr: &str,
         records: &[Record],
-        epoch: u64,
-        origin: &str,
+        from: &Sender,
     ) -> Result<Option<u64>, PeerError> {
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
@@ -245,25 +193,21 @@ impl Peers {
             .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
             .body(wire::encode_all(records));
         let resp = self
-            .internal(rb, epoch, origin)
+            .internal(rb, from)
             .send()
             .await
-            .map_err(|source| PeerError::Http {
-                addr: addr.to_string(),
-                source,
-            })?;
+            .map_err(|e| unreachable(addr, &e))?;
         check(addr, resp).await.map(|r| header_epoch(r.headers()))
     }
 
-    /// `GET /internal/v1/partitions/{p}?after=HEX` as a response whose body the caller streams.
-    pub async fn pull(
+    /// `GET /internal/v1/partitions/{p}?after=HEX`, its body as a stream.
+    async fn pull_partition(
         &self,
         addr: &str,
         p: u32,
         after: Option<&[u8]>,
-        epoch: u64,
-        origin: &str,
-    ) -> Result<reqwest::Response, PeerError> {
+        from: &Sender,
+    ) -> Result<RecordStream, PeerError> {
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
@@ -273,39 +217,38 @@ impl Peers {
             url.push_str(&hex(a));
         }
         let resp = self
-            .internal(self.http.get(url), epoch, origin)
+            .internal(self.http.get(url), from)
             .send()
             .await
-            .map_err(|source| PeerError::Http {
-                addr: addr.to_string(),
-                source,
-            })?;
-        check(addr, resp).await
+            .map_err(|e| unreachable(addr, &e))?;
+        let addr = addr.to_string();
+        let stream = check(&addr, resp).await?.bytes_stream();
+        Ok(stream
+            .map(move |chunk| chunk.map_err(|e| unreachable(&addr, &e)))
+            .boxed())
     }
 
-    /// The ring epoch `addr` serves with and the oldest epoch of the writes it still coordinates
-    /// (its `/healthz`, asked with our epoch, which also teaches the peer a newer ring if we have
-    /// one).
-    pub async fn writer_state(
+    /// The peer's `/healthz`, asked with our epoch, which also teaches the peer a newer ring if
+    /// we have one.
+    async fn healthz_state(
         &self,
         addr: &str,
-        epoch: u64,
-        origin: &str,
+        from: &Sender,
     ) -> Result<(u64, Option<u64>), PeerError> {
-        let http = |source| PeerError::Http {
-            addr: addr.to_string(),
-            source,
-        };
         let resp = self
             .http
             .get(self.url(addr, "/healthz"))
             .timeout(HOP_TIMEOUT)
-            .header(EPOCH, epoch)
-            .header(ORIGIN, origin)
+            .header(EPOCH_HEADER, from.epoch)
+            .header(ORIGIN_HEADER, &*from.origin)
             .send()
             .await
-            .map_err(http)?;
-        let body = check(addr, resp).await?.bytes().await.map_err(http)?;
+            .map_err(|e| unreachable(addr, &e))?;
+        let body = check(addr, resp)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| unreachable(addr, &e))?;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         match v["epoch"].as_u64() {
             Some(e) => Ok((e, v["oldestWriteEpoch"].as_u64())),
@@ -317,13 +260,9 @@ impl Peers {
         }
     }
 
-    /// `GET /internal/v1/ring` of a peer, with the internal token (never the client's), the
-    /// body bounded by [`MAX_RING_BYTES`].
-    pub async fn fetch_ring(&self, addr: &str) -> Result<Bytes, PeerError> {
-        let http = |source| PeerError::Http {
-            addr: addr.to_string(),
-            source,
-        };
+    /// `GET /internal/v1/ring` with the internal token (never the client's), the body bounded
+    /// by [`MAX_RING_BYTES`].
+    async fn ring_of(&self, addr: &str) -> Result<Bytes, PeerError> {
         let rb = self
             .http
             .get(self.url(addr, "/internal/v1/ring"))
@@ -332,7 +271,8 @@ impl Peers {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         };
-        let mut resp = check(addr, rb.send().await.map_err(http)?).await?;
+        let sent = rb.send().await.map_err(|e| unreachable(addr, &e))?;
+        let mut resp = check(addr, sent).await?;
         let too_large = || PeerError::Status {
             addr: addr.to_string(),
             status: 413,
@@ -345,7 +285,7 @@ impl Peers {
             return Err(too_large());
         }
         let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(http)? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(addr, &e))? {
             if body.len() + chunk.len() > MAX_RING_BYTES {
                 return Err(too_large());
             }
@@ -353,6 +293,76 @@ impl Peers {
         }
         Ok(body.freeze())
     }
+}
+
+impl PeerApi for HttpPeers {
+    fn read<'a>(
+        &'a self,
+        addr: &'a str,
+        key: &'a [u8],
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<ReadAnswer, PeerError>> {
+        self.read_coalesced(addr, key, from).boxed()
+    }
+
+    fn write<'a>(
+        &'a self,
+        addr: &'a str,
+        key: &'a [u8],
+        op: &'a WriteOp,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
+        self.forward_write(addr, key, op, from).boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        addr: &'a str,
+        records: &'a [Record],
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Option<u64>, PeerError>> {
+        self.replicate(addr, records, from).boxed()
+    }
+
+    fn pull<'a>(
+        &'a self,
+        addr: &'a str,
+        p: u32,
+        after: Option<&'a [u8]>,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<RecordStream, PeerError>> {
+        self.pull_partition(addr, p, after, from).boxed()
+    }
+
+    fn writer_state<'a>(
+        &'a self,
+        addr: &'a str,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<(u64, Option<u64>), PeerError>> {
+        self.healthz_state(addr, from).boxed()
+    }
+
+    fn fetch_ring<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<Bytes, PeerError>> {
+        self.ring_of(addr).boxed()
+    }
+}
+
+/// `/v1/keys/{key}` with the key percent-encoded as one path segment (RFC 3986 unreserved bytes
+/// stay as they are).
+fn key_path(key: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(9 + key.len() * 3);
+    s.push_str("/v1/keys/");
+    for &b in key {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push('%');
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+    s
 }
 
 async fn check(addr: &str, resp: reqwest::Response) -> Result<reqwest::Response, PeerError> {
@@ -369,7 +379,7 @@ async fn check(addr: &str, resp: reqwest::Response) -> Result<reqwest::Response,
 }
 
 pub fn header_epoch(h: &reqwest::header::HeaderMap) -> Option<u64> {
-    h.get(EPOCH)?.to_str().ok()?.parse().ok()
+    h.get(EPOCH_HEADER)?.to_str().ok()?.parse().ok()
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -393,6 +403,12 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_paths_are_percent_encoded() {
+        assert_eq!(super::key_path(b"a b/c"), "/v1/keys/a%20b%2Fc");
+        assert_eq!(super::key_path(b"user:1"), "/v1/keys/user%3A1");
+    }
+
     #[test]
     fn hex_roundtrip() {
         assert_eq!(super::hex(b"\x00\xffab"), "00ff6162");

@@ -25,8 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+pub use super::peers::Sender;
 use crate::tls::TlsClient;
 use crate::wire::{self, KeyResult};
+use ringcache_common::protocol::{EPOCH_HEADER, ORIGIN_HEADER};
 
 /// Connections kept per peer: a slow answer only holds up the requests on its own connection.
 const CONNS_PER_PEER: usize = 2;
@@ -65,15 +67,6 @@ pub struct Answer {
 }
 
 type Reply = oneshot::Sender<Result<Answer, PipeError>>;
-
-/// Who is asking: goes into the headers of each coalesced request.
-#[derive(Debug, Clone)]
-pub struct Sender {
-    /// The ring epoch of the asking node (the owner learns newer rings from it).
-    pub epoch: u64,
-    /// The asking node's own address as the ring names it.
-    pub origin: Arc<str>,
-}
 
 struct Job {
     key: Bytes,
@@ -231,9 +224,9 @@ impl Link {
              content-type: {}\r\ncontent-length: {}\r\n\r\n",
             self.addr,
             self.auth_line,
-            super::peer::EPOCH,
+            EPOCH_HEADER,
             from.epoch,
-            super::peer::ORIGIN,
+            ORIGIN_HEADER,
             from.origin,
             wire::KEYS_CONTENT_TYPE,
             4 + keys.len(),
@@ -460,7 +453,7 @@ fn parse_response(buf: &mut BytesMut) -> Result<Option<(RawResponse, bool)>, Pip
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .ok_or_else(|| PipeError::Protocol("bad content-length".into()))?;
             len = Some(v);
-        } else if h.name.eq_ignore_ascii_case(super::peer::EPOCH) {
+        } else if h.name.eq_ignore_ascii_case(EPOCH_HEADER) {
             epoch = std::str::from_utf8(h.value)
                 .ok()
                 .and_then(|v| v.parse().ok());
@@ -585,7 +578,7 @@ HTTP/1.1 204 No Content\r\n\r\n";
                 if hdr("authorization").as_deref() != Some("Bearer sesame") {
                     return Err((StatusCode::UNAUTHORIZED, "no token".to_string()));
                 }
-                if hdr(super::super::peer::EPOCH).as_deref() != Some("4") {
+                if hdr(super::EPOCH_HEADER).as_deref() != Some("4") {
                     return Err((StatusCode::BAD_REQUEST, "no epoch".to_string()));
                 }
                 let keys = wire::decode_keys(&body)
@@ -600,7 +593,7 @@ HTTP/1.1 204 No Content\r\n\r\n";
                         _ => wire::put_result(&mut out, None, false),
                     }
                 }
-                Ok(([(super::super::peer::EPOCH, "9")], out.freeze()))
+                Ok(([(super::EPOCH_HEADER, "9")], out.freeze()))
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,7 +10,7 @@
 //! shows that owner `down` or `recovering` (or no longer at that address).
 
 use super::fence::WriteGuard;
-use super::peer::Peers;
+use super::peers::{Peers, Sender};
 use crate::engine::Record;
 use crate::metrics::Metrics;
 use crate::ring_state::RingView;
@@ -31,8 +31,7 @@ const RETRIES: u32 = 5;
 struct Item {
     rec: Record,
     targets: Vec<String>,
-    epoch: u64,
-    origin: String,
+    from: Sender,
     queued: Instant,
     /// Holds the migration fence until the replica writes are done (sent or given up).
     _guard: WriteGuard,
@@ -89,14 +88,13 @@ impl Replicator {
         &self,
         rec: Record,
         targets: Vec<String>,
-        origin: String,
+        from: Sender,
         guard: WriteGuard,
     ) {
         let item = Item {
             rec,
             targets,
-            epoch: guard.epoch(),
-            origin,
+            from,
             queued: Instant::now(),
             _guard: guard,
         };
@@ -112,7 +110,7 @@ impl Replicator {
                 for t in &item.targets {
                     if let Err(e) = self
                         .peers
-                        .apply(t, std::slice::from_ref(&item.rec), item.epoch, &item.origin)
+                        .apply(t, std::slice::from_ref(&item.rec), &item.from)
                         .await
                     {
                         self.metrics
@@ -155,19 +153,19 @@ async fn worker(
                 .replication_lag_ms
                 .store(oldest.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
-        let mut per_target: HashMap<&str, (Vec<Record>, u64, &str)> = HashMap::new();
+        let mut per_target: HashMap<&str, (Vec<Record>, &Sender)> = HashMap::new();
         for item in &buf {
             for t in &item.targets {
                 let e = per_target
                     .entry(t.as_str())
-                    .or_insert_with(|| (Vec::new(), item.epoch, item.origin.as_str()));
+                    .or_insert_with(|| (Vec::new(), &item.from));
                 e.0.push(item.rec.clone());
             }
         }
-        for (target, (recs, epoch, origin)) in per_target {
+        for (target, (recs, from)) in per_target {
             let mut delay = Duration::from_millis(50);
             for attempt in 1..=RETRIES {
-                match peers.apply(target, &recs, epoch, origin).await {
+                match peers.apply(target, &recs, from).await {
                     Ok(_) => break,
                     Err(e) => {
                         metrics.replication_errors.fetch_add(1, Ordering::Relaxed);

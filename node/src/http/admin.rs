@@ -1,13 +1,15 @@
 //! Read-only operational routes: ring, stats, health, readiness, metrics.
 
-use super::{ApiError, SharedState};
+use super::error::ApiError;
+use crate::cluster::node::SharedNode;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ringcache_common::protocol::ErrorCode;
 use serde::Serialize;
 
-pub async fn ring(State(s): State<SharedState>) -> Response {
+pub async fn ring(State(s): State<SharedNode>) -> Response {
     let view = s.ring.get();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -27,7 +29,7 @@ pub struct Stats {
     pub ready: bool,
 }
 
-pub fn stats_of(s: &SharedState) -> Stats {
+pub fn stats_of(s: &SharedNode) -> Stats {
     let view = s.ring.get();
     Stats {
         node_id: s.ring.node_id().to_string(),
@@ -38,14 +40,14 @@ pub fn stats_of(s: &SharedState) -> Stats {
     }
 }
 
-pub async fn stats(State(s): State<SharedState>) -> Json<Stats> {
+pub async fn stats(State(s): State<SharedNode>) -> Json<Stats> {
     Json(stats_of(&s))
 }
 
 /// Liveness, plus what a migrating peer's write fence needs: this node's epoch and the oldest
 /// epoch of any write it still coordinates, read in that order (see `cluster::fence`), and this
 /// process's incarnation.
-pub async fn healthz(State(s): State<SharedState>) -> Json<serde_json::Value> {
+pub async fn healthz(State(s): State<SharedNode>) -> Json<serde_json::Value> {
     let epoch = s.ring.epoch();
     let oldest = s.writes.oldest();
     Json(serde_json::json!({
@@ -58,7 +60,7 @@ pub async fn healthz(State(s): State<SharedState>) -> Json<serde_json::Value> {
 
 /// Ready once the ring is loaded, this member is not `down`, and every partition it owns in the
 /// current table is complete here (or recorded lost): never on a ring file's word alone.
-pub async fn readyz(State(s): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn readyz(State(s): State<SharedNode>) -> Result<Json<serde_json::Value>, ApiError> {
     let st = crate::cluster::migration::status(&s);
     if st.ready {
         Ok(Json(
@@ -67,7 +69,7 @@ pub async fn readyz(State(s): State<SharedState>) -> Result<Json<serde_json::Val
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             format!(
                 "not ready at epoch {}: ring not loaded, member down, or {} of {} partitions still to copy",
                 st.epoch,
@@ -90,7 +92,7 @@ fn under_replicated(view: &crate::ring_state::RingView) -> u64 {
         .count() as u64
 }
 
-pub async fn metrics(State(s): State<SharedState>) -> Response {
+pub async fn metrics(State(s): State<SharedNode>) -> Response {
     let st = stats_of(&s);
     let view = s.ring.get();
     let snap = crate::metrics::Snapshot {

@@ -1,10 +1,12 @@
 //! Bearer-token checks: the optional user token on `/v1/*`, the internal token on `/internal/v1/*`.
 
-use super::{ApiError, SharedState};
+use super::error::ApiError;
+use crate::cluster::node::SharedNode;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ringcache_common::protocol::{ErrorCode, INTERNAL_TOKEN_HEADER};
 
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
@@ -15,11 +17,8 @@ fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Compares in time independent of where the first difference is.
-/// The internal token may also come in this header: the API server's pod proxy (the operator's
+/// The bearer token, or the internal token header: the API server's pod proxy (the operator's
 /// `--node-access=proxy`) strips `Authorization` before it reaches the pod.
-pub const INTERNAL_TOKEN_HEADER: &str = "x-ringcache-internal-token";
-
 fn internal_token(req: &Request) -> Option<&str> {
     bearer(req).or_else(|| {
         req.headers()
@@ -30,6 +29,7 @@ fn internal_token(req: &Request) -> Option<&str> {
     })
 }
 
+/// Compares in time independent of where the first difference is.
 fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -38,7 +38,7 @@ fn same(a: &str, b: &str) -> bool {
 fn unauthorized() -> Response {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         "missing or wrong bearer token",
     )
     .into_response()
@@ -46,7 +46,7 @@ fn unauthorized() -> Response {
 
 /// `/v1/*` with `--auth-token-file`: the client token, or the internal token (a peer forwarding
 /// a request it already authenticated: the client's own token never leaves the node it reached).
-pub async fn public(State(s): State<SharedState>, req: Request, next: Next) -> Response {
+pub async fn public(State(s): State<SharedNode>, req: Request, next: Next) -> Response {
     if let Some(token) = s.auth_token.as_deref() {
         let client = bearer(&req).is_some_and(|b| same(b, token));
         let peer = s
@@ -60,11 +60,11 @@ pub async fn public(State(s): State<SharedState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-pub async fn internal(State(s): State<SharedState>, req: Request, next: Next) -> Response {
+pub async fn internal(State(s): State<SharedNode>, req: Request, next: Next) -> Response {
     let Some(token) = s.internal_token.as_deref() else {
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "internal API disabled: no internal token configured",
         )
         .into_response();

@@ -9,8 +9,10 @@
 //! implemented: JSON only. Runs of consecutive gets are read concurrently; sets and deletes run one
 //! after another in op order.
 
-use super::{ApiError, SharedState, keys};
+use super::error::ApiError;
+use super::keys;
 use crate::budget::Draw;
+use crate::cluster::node::SharedNode;
 use crate::cluster::{self, Origin};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use ringcache_common::protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// Most ops accepted in one batch.
@@ -121,16 +124,17 @@ pub struct BatchResponse {
 
 /// Runs the ops in order and streams `{"results": [...]}` as they complete, so that memory
 /// stays bounded whatever the answer's size: a slow reader slows the batch down instead.
-pub async fn batch(State(s): State<SharedState>, req: Request) -> Result<Response, ApiError> {
+pub async fn batch(State(s): State<SharedNode>, req: Request) -> Result<Response, ApiError> {
     let origin = keys::origin_of(req.headers());
-    let limit = super::batch_body_limit(s.max_value_size);
+    let limit = super::body::batch_body_limit(s.max_value_size);
     let (body, draw) = super::body::read(&s, req, limit).await?;
-    let req: BatchRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_batch", format!("invalid batch request: {e}")))?;
+    let req: BatchRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::BadBatch, format!("invalid batch request: {e}"))
+    })?;
     drop((body, draw));
     if req.ops.len() > MAX_BATCH_OPS {
         return Err(ApiError::bad_request(
-            "bad_batch",
+            ErrorCode::BadBatch,
             format!("{} ops, the maximum is {MAX_BATCH_OPS}", req.ops.len()),
         ));
     }
@@ -155,7 +159,7 @@ pub async fn batch(State(s): State<SharedState>, req: Request) -> Result<Respons
 /// the answers are dropped, but every op still runs: a batch of writes whose answer nobody reads
 /// is still a batch of writes.
 struct Answers<'a> {
-    s: &'a SharedState,
+    s: &'a SharedNode,
     tx: &'a tokio::sync::mpsc::Sender<(Bytes, Draw)>,
     first: bool,
     gone: bool,
@@ -216,7 +220,7 @@ const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Runs every op in order, streaming the opening, each answer (comma-separated, in op order) and
 /// the closing to `tx`.
 async fn run_all(
-    s: &SharedState,
+    s: &SharedNode,
     ops: Vec<Op>,
     origin: &Origin,
     tx: &tokio::sync::mpsc::Sender<(Bytes, Draw)>,
@@ -257,7 +261,7 @@ async fn run_all(
     out.send(Bytes::from_static(b"]}"), Draw::none()).await;
 }
 
-async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<Answer, ApiError> {
+async fn run_op(s: &SharedNode, op: Op, origin: &Origin) -> Result<Answer, ApiError> {
     match op {
         Op::Get { key } => {
             let k = keys::check_key(&key)?;
@@ -277,11 +281,11 @@ async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<Answer, ApiE
             let v = match (value, value_base64) {
                 (Some(v), None) => Bytes::from(v),
                 (None, Some(b)) => Bytes::from(B64.decode(b.as_bytes()).map_err(|e| {
-                    ApiError::bad_request("bad_value", format!("valueBase64: {e}"))
+                    ApiError::bad_request(ErrorCode::BadValue, format!("valueBase64: {e}"))
                 })?),
                 _ => {
                     return Err(ApiError::bad_request(
-                        "bad_value",
+                        ErrorCode::BadValue,
                         "a set needs exactly one of value or valueBase64",
                     ));
                 }
@@ -289,7 +293,7 @@ async fn run_op(s: &SharedState, op: Op, origin: &Origin) -> Result<Answer, ApiE
             if v.len() as u64 > s.max_value_size {
                 return Err(ApiError::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "value_too_large",
+                    ErrorCode::ValueTooLarge,
                     format!(
                         "value is {} bytes, the maximum is {}",
                         v.len(),

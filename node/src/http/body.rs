@@ -6,10 +6,12 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use ringcache_common::protocol::ErrorCode;
 use std::time::Duration;
 
-use super::{ApiError, SharedState};
+use super::error::ApiError;
 use crate::budget::Draw;
+use crate::cluster::node::SharedNode;
 
 /// Bodies this small are read without drawing on the budget: the connection limit bounds them.
 const SMALL: u64 = 4 * 1024;
@@ -17,7 +19,7 @@ const SMALL: u64 = 4 * 1024;
 const WAIT: Duration = Duration::from_secs(2);
 
 /// The whole body (at most `limit` bytes) and the budget it holds.
-pub async fn read(s: &SharedState, req: Request, limit: usize) -> Result<(Bytes, Draw), ApiError> {
+pub async fn read(s: &SharedNode, req: Request, limit: usize) -> Result<(Bytes, Draw), ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -33,7 +35,13 @@ pub async fn read(s: &SharedState, req: Request, limit: usize) -> Result<(Bytes,
     } else {
         s.budget.draw(need, WAIT).await
     }
-    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()))?;
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            e.to_string(),
+        )
+    })?;
     // Into one buffer of the declared size: collecting frames and then joining them would hold
     // the body twice.
     let mut buf = bytes::BytesMut::with_capacity(need.min(limit as u64) as usize);
@@ -41,7 +49,7 @@ pub async fn read(s: &SharedState, req: Request, limit: usize) -> Result<(Bytes,
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             // A body that stalls (idle timeout) or breaks.
-            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
+            ApiError::bad_request(ErrorCode::BadBody, format!("reading the request body: {e}"))
         })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
@@ -56,7 +64,13 @@ pub async fn read(s: &SharedState, req: Request, limit: usize) -> Result<(Bytes,
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "value_too_large",
+        ErrorCode::ValueTooLarge,
         format!("request body exceeds the {limit}-byte limit of this route"),
     )
+}
+
+/// Largest batch (and replica write) body: room for several values of the maximum size, at
+/// least 16 MiB.
+pub fn batch_body_limit(max_value_size: u64) -> usize {
+    (max_value_size.saturating_mul(4).max(16 << 20)).min(usize::MAX as u64) as usize
 }

@@ -1,27 +1,29 @@
 //! `/internal/v1/*`: what the operator and peer nodes call (internal bearer token required).
 
-use super::{ApiError, SharedState};
+use super::error::ApiError;
+use crate::cluster::node::SharedNode;
 use crate::ring_state::{RingUpdate, RingUpdateError};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use ringcache_common::protocol::ErrorCode;
 
 /// `PUT /internal/v1/ring`: 204 accepted or the same document again, 409 older epoch or a
 /// different document of the current epoch, 400 invalid.
-pub async fn put_ring(State(s): State<SharedState>, req: Request) -> Result<StatusCode, ApiError> {
-    let (body, _draw) = super::body::read(&s, req, crate::cluster::peer::MAX_RING_BYTES).await?;
+pub async fn put_ring(State(s): State<SharedNode>, req: Request) -> Result<StatusCode, ApiError> {
+    let (body, _draw) = super::body::read(&s, req, crate::cluster::peers::MAX_RING_BYTES).await?;
     match crate::cluster::install_ring(&s, &body, "push") {
         Ok(RingUpdate::Accepted | RingUpdate::SameEpoch) => Ok(StatusCode::NO_CONTENT),
         Err(e @ RingUpdateError::OlderEpoch { .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "older_epoch",
+            ErrorCode::OlderEpoch,
             e.to_string(),
         )),
         Err(e @ RingUpdateError::SameEpochConflict { .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "epoch_conflict",
+            ErrorCode::EpochConflict,
             e.to_string(),
         )),
-        Err(e) => Err(ApiError::bad_request("invalid_ring", e.to_string())),
+        Err(e) => Err(ApiError::bad_request(ErrorCode::InvalidRing, e.to_string())),
     }
 }
 
@@ -30,15 +32,15 @@ pub async fn put_ring(State(s): State<SharedState>, req: Request) -> Result<Stat
 /// not served (it holds nothing for a partition it does not serve: the sender's ring and ours
 /// disagree, and the sender should ask another owner).
 pub async fn get_many(
-    State(s): State<SharedState>,
+    State(s): State<SharedNode>,
     req: Request,
 ) -> Result<axum::response::Response, ApiError> {
     use crate::wire;
     use axum::response::IntoResponse;
     use bytes::BufMut;
     let (body, _draw) = super::body::read(&s, req, wire::MAX_KEYS_BODY).await?;
-    let keys =
-        wire::decode_keys(&body).map_err(|e| ApiError::bad_request("bad_keys", e.to_string()))?;
+    let keys = wire::decode_keys(&body)
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadKeys, e.to_string()))?;
     let view = s.ring.get();
     if s.expects_ring && view.epoch() == 0 {
         return Err(ApiError::unavailable(
@@ -67,7 +69,7 @@ pub async fn get_many(
 
 /// `GET /internal/v1/migration`: progress of the pulls this node needs for the current epoch.
 pub async fn migration(
-    State(s): State<SharedState>,
+    State(s): State<SharedNode>,
 ) -> axum::Json<crate::cluster::migration::MigrationStatus> {
     axum::Json(crate::cluster::migration::status(&s))
 }
@@ -78,7 +80,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// `GET /internal/v1/partitions/{p}[?after=HEXKEY]`: the partition's entries (tombstones
 /// included) as a record stream, read in bounded batches so memory stays flat.
 pub async fn partition(
-    State(s): State<SharedState>,
+    State(s): State<SharedNode>,
     axum::extract::Path(p): axum::extract::Path<u32>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<axum::response::Response, ApiError> {
@@ -89,7 +91,7 @@ pub async fn partition(
     if !s.ring.completeness().is_complete(p) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            crate::cluster::migration::INCOMPLETE,
+            ErrorCode::Incomplete,
             format!(
                 "partition {p} is not complete on this node (restarted, recovering or not an owner at epoch {}); pull it from another owner",
                 s.ring.epoch()
@@ -102,12 +104,12 @@ pub async fn partition(
     {
         Some(h) => Some(
             crate::cluster::peer::unhex(h)
-                .ok_or_else(|| ApiError::bad_request("bad_cursor", "after must be hex"))?,
+                .ok_or_else(|| ApiError::bad_request(ErrorCode::BadCursor, "after must be hex"))?,
         ),
         None => None,
     };
     struct Scan {
-        s: SharedState,
+        s: SharedNode,
         cursor: Option<Vec<u8>>,
         count: u64,
         finished: bool,
@@ -160,17 +162,17 @@ pub async fn partition(
 
 /// `POST /internal/v1/apply`: replica writes as a record stream, applied newer-wins.
 /// A truncated or malformed stream is refused whole (400) and nothing is applied.
-pub async fn apply(State(s): State<SharedState>, req: Request) -> Result<StatusCode, ApiError> {
-    let limit = super::batch_body_limit(s.max_value_size);
+pub async fn apply(State(s): State<SharedNode>, req: Request) -> Result<StatusCode, ApiError> {
+    let limit = super::body::batch_body_limit(s.max_value_size);
     let (body, _draw) = super::body::read(&s, req, limit).await?;
     let max_value = usize::try_from(s.max_value_size).unwrap_or(usize::MAX);
     let records = crate::wire::decode_all(&body, max_value).map_err(|e| match e {
         crate::wire::WireError::ValueTooLarge { .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
+            ErrorCode::ValueTooLarge,
             e.to_string(),
         ),
-        e => ApiError::bad_request("bad_stream", e.to_string()),
+        e => ApiError::bad_request(ErrorCode::BadStream, e.to_string()),
     })?;
     let now = s.clock.now_ms();
     // Refuse the whole stream before applying any of it when one record is from the future.

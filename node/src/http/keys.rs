@@ -1,12 +1,14 @@
 //! `GET/PUT/DELETE /v1/keys/{key}`.
 
-use super::{ApiError, SharedState};
-use crate::cluster::{self, Origin, peer::FORWARDED};
+use super::error::ApiError;
+use crate::cluster::node::SharedNode;
+use crate::cluster::{self, Origin};
 use crate::quantity::parse_duration_ms;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ringcache_common::protocol::{ErrorCode, FORWARDED_HEADER as FORWARDED};
 use ringcache_ring::MAX_KEY_LEN;
 
 /// Longest accepted TTL (10 years): larger values are almost certainly unit mistakes.
@@ -28,10 +30,11 @@ pub fn check_key(key: &str) -> Result<&[u8], ApiError> {
 
 /// Parses a TTL such as `30s`, `500ms`, `1m`; zero and absurdly long TTLs are refused.
 pub fn check_ttl(raw: &str) -> Result<u64, ApiError> {
-    let ms = parse_duration_ms(raw).map_err(|e| ApiError::bad_request("bad_ttl", e.to_string()))?;
+    let ms = parse_duration_ms(raw)
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadTtl, e.to_string()))?;
     if ms == 0 || ms > MAX_TTL_MS {
         return Err(ApiError::bad_request(
-            "bad_ttl",
+            ErrorCode::BadTtl,
             format!("ttl {raw:?} must be between 1ms and 10 years"),
         ));
     }
@@ -77,7 +80,7 @@ pub fn origin_of(h: &HeaderMap) -> Origin {
 // Takes the request itself (moved, not copied) instead of a `HeaderMap` extractor, which would
 // clone every header on the hottest route.
 pub async fn get(
-    State(s): State<SharedState>,
+    State(s): State<SharedNode>,
     Key(key): Key,
     req: axum::extract::Request,
 ) -> Response {
@@ -100,7 +103,7 @@ pub async fn get(
 }
 
 pub async fn put(
-    State(s): State<SharedState>,
+    State(s): State<SharedNode>,
     Key(key): Key,
     RawQuery(q): RawQuery,
     req: axum::extract::Request,
@@ -113,7 +116,7 @@ pub async fn put(
     if body.len() as u64 > s.max_value_size {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
+            ErrorCode::ValueTooLarge,
             format!(
                 "value is {} bytes, the maximum is {}",
                 body.len(),
@@ -131,7 +134,7 @@ pub async fn put(
 }
 
 pub async fn delete(
-    State(s): State<SharedState>,
+    State(s): State<SharedNode>,
     Key(key): Key,
     h: HeaderMap,
 ) -> Result<StatusCode, ApiError> {

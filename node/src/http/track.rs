@@ -4,12 +4,12 @@
 //! status, and exchanges ring epochs with peers: a request carrying a newer epoch makes this node
 //! fetch that peer's ring, and the answer carries this node's epoch back.
 
-use super::SharedState;
-use crate::cluster::peer::{EPOCH, ORIGIN};
+use crate::cluster::node::SharedNode;
 use crate::metrics::Route;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::response::Response;
+use ringcache_common::protocol::{EPOCH_HEADER as EPOCH, ORIGIN_HEADER as ORIGIN};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 #[derive(Clone)]
 pub struct TrackLayer {
-    pub state: SharedState,
+    pub state: SharedNode,
 }
 
 impl<S> tower::Layer<S> for TrackLayer {
@@ -33,7 +33,7 @@ impl<S> tower::Layer<S> for TrackLayer {
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
-    state: SharedState,
+    state: SharedNode,
 }
 
 impl<S> tower::Service<Request> for Track<S>
@@ -80,7 +80,7 @@ pin_project_lite::pin_project! {
     pub struct TrackFuture<F> {
         #[pin]
         inner: F,
-        state: SharedState,
+        state: SharedNode,
         route: Route,
         start: Instant,
         answer_epoch: bool,

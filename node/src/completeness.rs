@@ -23,7 +23,7 @@
 //!
 //! Pure state: no I/O. Reads on the request path take one atomic load per partition.
 
-use crate::ring_state::RingView;
+use crate::ring_view::RingView;
 use parking_lot::Mutex;
 use ringcache_ring::MemberState;
 use std::sync::atomic::{AtomicBool, Ordering};
