@@ -162,3 +162,51 @@ pub fn fuzz<S: Strategy>(
         start.elapsed().as_secs_f64()
     );
 }
+
+/// The duration grammar every part shares (`ringcache_common::quantity::parse_duration`),
+/// stated independently: trimmed; ASCII digits alone are seconds; otherwise `<digits><unit>`
+/// parts, units ms, s, m, h, d. `None`: not a duration; `Some(None)`: more than u64::MAX
+/// milliseconds; `Some(Some(ms))`: exactly that.
+pub fn exact_duration_ms(s: &str) -> Option<Option<u64>> {
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    let number = |d: &str| -> Option<u128> {
+        let d = d.trim_start_matches('0');
+        if d.len() > 39 {
+            return Some(u128::MAX);
+        }
+        Some(if d.is_empty() { 0 } else { d.parse().ok()? })
+    };
+    let fits = |ms: u128| u64::try_from(ms).ok();
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(fits(number(t)?.saturating_mul(1000)));
+    }
+    let mut total: u128 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let d = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if d == 0 {
+            return None;
+        }
+        let n = number(&rest[..d])?;
+        rest = &rest[d..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let per: u128 = match &rest[..u] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total = total.saturating_add(n.saturating_mul(per));
+    }
+    Some(fits(total))
+}

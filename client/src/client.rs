@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Response header in which a node states the ring epoch it serves with. A client that sees an
 /// epoch above its own fetches the ring again.
-pub const EPOCH_HEADER: &str = "x-ringcache-epoch";
+pub use ringcache_common::protocol::EPOCH_HEADER;
 
 /// Settings for [`Client`]. `ClientBuilder::new(seeds).token(t).connect().await`.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! Fuzz target `client_duration`: `ringcache_client::duration::parse_duration` (the CLI's
-//! `--ttl` and `--timeout`). Properties: never panics; on the documented grammar (bare seconds,
-//! or `<n><unit>` parts with units ms, s, m, h, d) the result is the exact sum, saturating at the
-//! top instead of overflowing; zero, an empty string, a missing or unknown unit are refused; and
-//! nothing outside the grammar is accepted.
+//! `--ttl` and `--timeout`). Properties: never panics; on the shared grammar (bare seconds, or
+//! `<n><unit>` parts with units ms, s, m, h, d; `harness::exact_duration_ms`) the result is the
+//! exact sum, refused beyond u64::MAX milliseconds; zero, an empty string, a missing or unknown
+//! unit are refused; and nothing outside the grammar is accepted.
 //!
 //! Corpus: `fuzz/corpus/client_duration/`. Longer run: `RINGCACHE_FUZZ_SECS=30 cargo test -p
 //! ringcache-client --test fuzz` (see fuzz/README.md).
@@ -15,96 +15,14 @@ use proptest::prelude::*;
 use ringcache_client::duration::parse_duration;
 use std::time::Duration;
 
-/// What the grammar says `s` is.
-#[derive(Debug, PartialEq)]
-enum Expect {
-    /// Not a duration (or zero).
-    Refused,
-    /// Exactly this.
-    Exact(Duration),
-    /// Beyond what a `Duration` or a part's seconds hold: saturates (at least u64::MAX seconds).
-    Saturated,
-}
-
-fn expect(s: &str) -> Expect {
-    let t = s.trim();
-    if t.is_empty() {
-        return Expect::Refused;
-    }
-    // Bare seconds (`u64`'s own syntax, which allows a leading `+`).
-    let bare = t.strip_prefix('+').unwrap_or(t);
-    if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit()) {
-        return match bare.trim_start_matches('0') {
-            "" => Expect::Refused,
-            d if d.len() > 20 => Expect::Refused,
-            d => match d.parse::<u64>() {
-                Ok(n) => Expect::Exact(Duration::from_secs(n)),
-                Err(_) => Expect::Refused,
-            },
-        };
-    }
-    // Parts: ASCII digits, then a unit running to the next ASCII digit.
-    let mut total: u128 = 0; // nanoseconds
-    let mut saturated = false;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let d = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if d == 0 {
-            return Expect::Refused;
-        }
-        let Ok(n) = rest[..d].parse::<u64>() else {
-            return Expect::Refused;
-        };
-        rest = &rest[d..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (secs_per, is_ms) = match &rest[..u] {
-            "ms" => (0u128, true),
-            "s" => (1, false),
-            "m" => (60, false),
-            "h" => (3600, false),
-            "d" => (86_400, false),
-            _ => return Expect::Refused,
-        };
-        rest = &rest[u..];
-        let nanos = if is_ms {
-            u128::from(n) * 1_000_000
-        } else {
-            let secs = u128::from(n) * secs_per;
-            if secs > u128::from(u64::MAX) {
-                saturated = true;
-            }
-            secs * 1_000_000_000
-        };
-        total += nanos;
-    }
-    let max = u128::from(u64::MAX) * 1_000_000_000 + 999_999_999;
-    if saturated || total > max {
-        return Expect::Saturated;
-    }
-    if total == 0 {
-        return Expect::Refused;
-    }
-    let secs = (total / 1_000_000_000) as u64;
-    Expect::Exact(Duration::new(secs, (total % 1_000_000_000) as u32))
-}
-
 fn check(s: &str) {
     let got = parse_duration(s);
-    match expect(s) {
-        Expect::Refused => assert!(
-            got.is_err(),
-            "parse_duration({s:?}) = {got:?}, want an error"
-        ),
-        Expect::Exact(d) => assert_eq!(got, Ok(d), "parse_duration({s:?})"),
-        Expect::Saturated => assert!(
-            got.as_ref().is_ok_and(|d| d.as_secs() == u64::MAX),
-            "parse_duration({s:?}) = {got:?}, want saturation at u64::MAX seconds"
-        ),
-    }
+    // The shared grammar, less zero, which the client refuses.
+    let want = harness::exact_duration_ms(s)
+        .flatten()
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis);
+    assert_eq!(got.clone().ok(), want, "parse_duration({s:?}) = {got:?}");
     if let Err(e) = &got {
         assert!(!e.is_empty(), "empty error message for {s:?}");
     }

@@ -4,6 +4,8 @@
 //! Sizes are computed exactly (decimal digits shifted, binary suffixes in integer arithmetic),
 //! never in floating point: `1.005k` is 1005 bytes and `18446744073709551k` fits a u64.
 
+use std::time::Duration;
+
 /// Why a size or duration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
@@ -17,9 +19,11 @@ pub enum QuantityError {
     Precision(String),
     #[error("{0:?} is too large (at most 18446744073709551615 bytes)")]
     TooLarge(String),
-    #[error("{0:?} is not a duration (examples: 500ms, 30s, 5m, 2h, 1d)")]
+    #[error("{0:?} is not a duration (examples: 500ms, 30s, 5m, 2h, 1d, 1h30m)")]
     Duration(String),
-    #[error("{input:?} has unknown unit {unit:?} (use ms, s, m, h, d)")]
+    #[error(
+        "{input:?} has unknown or missing unit {unit:?} (use ms, s, m, h, d, as in 90s or 1h30m)"
+    )]
     Unit { input: String, unit: String },
     #[error("{0:?} is too long")]
     TooLong(String),
@@ -139,31 +143,64 @@ pub fn parse_size(s: &str) -> Result<u64, QuantityError> {
     }
 }
 
-/// A duration in milliseconds: `500ms`, `30s`, `5m`, `2h`, `1d`, or a plain number of seconds.
-pub fn parse_duration_ms(s: &str) -> Result<u64, QuantityError> {
+/// A duration: `500ms`, `30s`, `5m`, `2h`, `1d`, compounds such as `1h30m`, or a plain number of
+/// seconds; at most u64::MAX milliseconds. Zero is a duration here (callers that cannot use it
+/// refuse it with their own reason).
+pub fn parse_duration(s: &str) -> Result<Duration, QuantityError> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(QuantityError::Duration(s.to_string()));
+    let syntax = || QuantityError::Duration(s.to_string());
+    let too_long = || QuantityError::TooLong(s.to_string());
+    if t.is_empty() {
+        return Err(syntax());
     }
-    let mult: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => {
-            return Err(QuantityError::Unit {
-                input: s.to_string(),
-                unit: other.to_string(),
-            });
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = t.parse().map_err(|_| too_long())?;
+        return secs
+            .checked_mul(1000)
+            .map(Duration::from_millis)
+            .ok_or_else(too_long);
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(syntax());
         }
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| QuantityError::TooLong(s.to_string()))
+        let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let ms_per: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            other => {
+                return Err(QuantityError::Unit {
+                    input: s.to_string(),
+                    unit: other.to_string(),
+                });
+            }
+        };
+        total_ms = n
+            .checked_mul(ms_per)
+            .and_then(|part| total_ms.checked_add(part))
+            .ok_or_else(too_long)?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// [`parse_duration`] in whole milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, QuantityError> {
+    // parse_duration never exceeds u64::MAX milliseconds.
+    parse_duration(s).map(|d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ fn in_place_restarts_of_two_processes_lose_no_acknowledged_write() {
             let req = http::Request::builder()
                 .method(Method::POST)
                 .uri(target.path("/internal/v1/abort"))
-                .header("x-ringcache-internal-token", &token)
+                .header(ringcache_common::protocol::INTERNAL_TOKEN_HEADER, &token)
                 .body(kube::client::Body::empty())?;
             let _ = ctx.client.send(req).await;
             poll(

@@ -20,7 +20,7 @@ use crate::observed::MigrationReport;
 
 pub const RING_PATH: &str = "/internal/v1/ring";
 pub const MIGRATION_PATH: &str = "/internal/v1/migration";
-pub const TOKEN_HEADER: &str = "x-ringcache-internal-token";
+pub use ringcache_common::protocol::INTERNAL_TOKEN_HEADER as TOKEN_HEADER;
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where a node is: its pod (for the proxy) and its `ip:port` (for direct access), and how to
