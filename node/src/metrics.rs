@@ -3,12 +3,15 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The routes of DESIGN.md's API (label values are the route templates).
+/// The routes of DESIGN.md's API (label values are the route templates). The router is built
+/// from [`ROUTES`] (`http::router`), so a route cannot exist without its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     KeyGet,
     KeyPut,
     KeyDelete,
+    /// `/v1/keys/` without a key, any method (answered 400 `bad_key`).
+    KeyEmpty,
     Batch,
     Ring,
     Stats,
@@ -25,10 +28,12 @@ pub enum Route {
     Other,
 }
 
-const ROUTES: [(Route, &str, &str); 17] = [
+/// Every route: its label, its method (`*`: any) and its path template.
+pub const ROUTES: [(Route, &str, &str); 18] = [
     (Route::KeyGet, "GET", "/v1/keys/{key}"),
     (Route::KeyPut, "PUT", "/v1/keys/{key}"),
     (Route::KeyDelete, "DELETE", "/v1/keys/{key}"),
+    (Route::KeyEmpty, "*", "/v1/keys/"),
     (Route::Batch, "POST", "/v1/batch"),
     (Route::Ring, "GET", "/v1/ring"),
     (Route::Stats, "GET", "/v1/stats"),
@@ -56,7 +61,7 @@ impl Route {
         };
         ROUTES
             .iter()
-            .find(|(_, m, p)| *p == path && *m == method.as_str())
+            .find(|(_, m, p)| *p == path && (*m == method.as_str() || *m == "*"))
             .map_or(Route::Other, |(r, _, _)| *r)
     }
 
@@ -239,7 +244,7 @@ impl Metrics {
             );
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, u64); 25] = [
+        let scalars: [(&str, &str, &str, u64); 24] = [
             (
                 "ringcache_hits_total",
                 "counter",
@@ -331,12 +336,6 @@ impl Metrics {
                 load(&self.replication_errors),
             ),
             (
-                "ringcache_replication_lag_milliseconds",
-                "gauge",
-                "Age of the oldest queued replica write.",
-                load(&self.replication_lag_ms),
-            ),
-            (
                 "ringcache_migration_partitions_total",
                 "counter",
                 "Partitions pulled by migration or recovery.",
@@ -397,6 +396,14 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
+        // Base units: seconds, from the millisecond atomic the request path updates.
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_replication_lag_seconds Age of the oldest queued replica write.\n\
+             # TYPE ringcache_replication_lag_seconds gauge\n\
+             ringcache_replication_lag_seconds {}",
+            load(&self.replication_lag_ms) as f64 / 1000.0
+        );
         out
     }
 }

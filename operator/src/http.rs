@@ -37,12 +37,13 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    let mut body = state.metrics.render();
-    body.push_str(&format!(
-        "# HELP ringcache_operator_leader 1 while this instance reconciles.\n# TYPE ringcache_operator_leader gauge\nringcache_operator_leader {}\n",
-        u8::from(state.leader.load(Ordering::Relaxed))
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    state
+        .metrics
+        .set_leader(state.leader.load(Ordering::Relaxed));
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
 }
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {

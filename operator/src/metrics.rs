@@ -1,15 +1,21 @@
-//! Operator metrics in the Prometheus text format, kept in atomics (no registry crate needed
-//! for a handful of series). Also holds the per-cluster failure counts the error policy backs
-//! off on.
+//! Operator metrics, kept in a `prometheus-client` registry and served in the OpenMetrics text
+//! format. Also holds the per-cluster failure counts the error policy backs off on.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the reconcile duration histogram.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What the operator last observed of one CacheCluster.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,77 +30,199 @@ pub struct ClusterGauges {
     pub pods_outdated: u64,
 }
 
-/// A counter per (namespace, cluster).
-type PerCluster = Mutex<BTreeMap<(String, String), u64>>;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    namespace: String,
+    cluster: String,
+}
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type PerCluster<M> = Family<ClusterLabels, M>;
+
 pub struct Metrics {
-    reconciles: AtomicU64,
-    errors: Mutex<BTreeMap<&'static str, u64>>,
-    duration_buckets: [AtomicU64; BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
-    migrations_committed: AtomicU64,
-    ring_pushes_ok: AtomicU64,
-    ring_pushes_failed: AtomicU64,
-    /// Per (namespace, cluster) gauges.
-    clusters: Mutex<BTreeMap<(String, String), ClusterGauges>>,
-    /// Per (namespace, cluster): partitions recorded lost, and pods restarted by rollouts.
-    lost: PerCluster,
-    restarts: PerCluster,
+    registry: Registry,
+    reconciles: Counter,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Histogram,
+    migrations_committed: Counter,
+    ring_pushes: Family<ResultLabels, Counter>,
+    members_down: PerCluster<Gauge>,
+    migration_done: PerCluster<Gauge>,
+    migration_total: PerCluster<Gauge>,
+    under_replicated: PerCluster<Gauge>,
+    pods_outdated: PerCluster<Gauge>,
+    lost: PerCluster<Counter>,
+    restarts: PerCluster<Counter>,
+    leader: Gauge,
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn labels(namespace: &str, cluster: &str) -> ClusterLabels {
+    ClusterLabels {
+        namespace: namespace.to_string(),
+        cluster: cluster.to_string(),
+    }
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 impl Metrics {
-    pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let reconciles = Counter::default();
+        registry.register(
+            "ringcache_operator_reconciles",
+            "Reconcile passes",
+            reconciles.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "ringcache_operator_reconcile_errors",
+            "Failed reconcile passes by error kind",
+            errors.clone(),
+        );
+        let duration = Histogram::new(BUCKETS);
+        registry.register(
+            "ringcache_operator_reconcile_duration_seconds",
+            "Duration of reconcile passes",
+            duration.clone(),
+        );
+        let migrations_committed = Counter::default();
+        registry.register(
+            "ringcache_operator_migrations_committed",
+            "Migrations committed",
+            migrations_committed.clone(),
+        );
+        let ring_pushes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "ringcache_operator_ring_pushes",
+            "Ring pushes to nodes by result",
+            ring_pushes.clone(),
+        );
+        let mut per_cluster = |name: &str, help: &str| {
+            let g = PerCluster::<Gauge>::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let members_down = per_cluster(
+            "ringcache_operator_members_down",
+            "Ring members in state down, per cluster",
+        );
+        let migration_done = per_cluster(
+            "ringcache_operator_migration_partitions_done",
+            "Partitions pulled so far by the running migration's target owners",
+        );
+        let migration_total = per_cluster(
+            "ringcache_operator_migration_partitions_total",
+            "Partitions the running migration's target owners must pull (0 when none runs)",
+        );
+        let under_replicated = per_cluster(
+            "ringcache_operator_under_replicated_partitions",
+            "Partitions with fewer serving replicas than owners, per cluster",
+        );
+        let pods_outdated = per_cluster(
+            "ringcache_operator_pods_outdated",
+            "Member pods still running an older template (rollout pending), per cluster",
+        );
+        let lost = PerCluster::<Counter>::default();
+        registry.register(
+            "ringcache_operator_partitions_lost",
+            "Partitions recorded lost (no complete copy left), per cluster",
+            lost.clone(),
+        );
+        let restarts = PerCluster::<Counter>::default();
+        registry.register(
+            "ringcache_operator_rollout_restarts",
+            "Pods restarted by operator-driven rollouts, per cluster",
+            restarts.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "ringcache_operator_leader",
+            "1 while this instance reconciles",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            migrations_committed,
+            ring_pushes,
+            members_down,
+            migration_done,
+            migration_total,
+            under_replicated,
+            pods_outdated,
+            lost,
+            restarts,
+            leader,
+            failures: Mutex::default(),
         }
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        if let Some(label) = error
-            && let Ok(mut errors) = self.errors.lock()
-        {
-            *errors.entry(label).or_default() += 1;
+    }
+
+    pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+        if let Some(error) = error {
+            self.errors.get_or_create(&ErrorLabels { error }).inc();
         }
     }
 
     pub fn migration_committed(&self) {
-        self.migrations_committed.fetch_add(1, Ordering::Relaxed);
+        self.migrations_committed.inc();
     }
 
     pub fn ring_pushed(&self, ok: bool) {
-        let c = if ok {
-            &self.ring_pushes_ok
-        } else {
-            &self.ring_pushes_failed
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        let result = if ok { "ok" } else { "error" };
+        self.ring_pushes
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     pub fn set_cluster(&self, namespace: &str, cluster: &str, gauges: ClusterGauges) {
-        if let Ok(mut m) = self.clusters.lock() {
-            m.insert((namespace.to_string(), cluster.to_string()), gauges);
-        }
+        let l = labels(namespace, cluster);
+        let set = |f: &PerCluster<Gauge>, v: u64| {
+            f.get_or_create(&l).set(gauge_value(v));
+        };
+        set(&self.members_down, gauges.members_down as u64);
+        set(&self.migration_done, gauges.migration_partitions_done);
+        set(&self.migration_total, gauges.migration_partitions_total);
+        set(&self.under_replicated, gauges.under_replicated_partitions);
+        set(&self.pods_outdated, gauges.pods_outdated);
     }
 
     pub fn partitions_lost(&self, namespace: &str, cluster: &str, n: u64) {
-        if let Ok(mut m) = self.lost.lock() {
-            *m.entry((namespace.to_string(), cluster.to_string()))
-                .or_default() += n;
-        }
+        self.lost
+            .get_or_create(&labels(namespace, cluster))
+            .inc_by(n);
     }
 
     pub fn pod_restarted(&self, namespace: &str, cluster: &str) {
-        if let Ok(mut m) = self.restarts.lock() {
-            *m.entry((namespace.to_string(), cluster.to_string()))
-                .or_default() += 1;
-        }
+        self.restarts
+            .get_or_create(&labels(namespace, cluster))
+            .inc();
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// Counts a failed pass of `cluster`; returns the consecutive failures so far.
@@ -112,116 +240,11 @@ impl Metrics {
         }
     }
 
+    /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP ringcache_operator_reconciles_total Reconcile passes.\n# TYPE ringcache_operator_reconciles_total counter\nringcache_operator_reconciles_total {}",
-            self.reconciles.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ringcache_operator_reconcile_errors_total Failed reconcile passes by error kind.\n# TYPE ringcache_operator_reconcile_errors_total counter"
-        );
-        if let Ok(errors) = self.errors.lock() {
-            for (label, n) in errors.iter() {
-                let _ = writeln!(
-                    out,
-                    "ringcache_operator_reconcile_errors_total{{error=\"{label}\"}} {n}"
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ringcache_operator_reconcile_duration_seconds Duration of reconcile passes.\n# TYPE ringcache_operator_reconcile_duration_seconds histogram"
-        );
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "ringcache_operator_reconcile_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                self.duration_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.duration_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "ringcache_operator_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nringcache_operator_reconcile_duration_seconds_sum {}\nringcache_operator_reconcile_duration_seconds_count {count}",
-            self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ringcache_operator_migrations_committed_total Migrations committed.\n# TYPE ringcache_operator_migrations_committed_total counter\nringcache_operator_migrations_committed_total {}",
-            self.migrations_committed.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ringcache_operator_ring_pushes_total Ring pushes to nodes by result.\n# TYPE ringcache_operator_ring_pushes_total counter\nringcache_operator_ring_pushes_total{{result=\"ok\"}} {}\nringcache_operator_ring_pushes_total{{result=\"error\"}} {}",
-            self.ring_pushes_ok.load(Ordering::Relaxed),
-            self.ring_pushes_failed.load(Ordering::Relaxed)
-        );
-        type Gauge = (&'static str, &'static str, fn(&ClusterGauges) -> u64);
-        let gauges: [Gauge; 5] = [
-            (
-                "ringcache_operator_members_down",
-                "Ring members in state down, per cluster.",
-                |g| g.members_down as u64,
-            ),
-            (
-                "ringcache_operator_migration_partitions_done",
-                "Partitions pulled so far by the running migration's target owners.",
-                |g| g.migration_partitions_done,
-            ),
-            (
-                "ringcache_operator_migration_partitions_total",
-                "Partitions the running migration's target owners must pull (0 when none runs).",
-                |g| g.migration_partitions_total,
-            ),
-            (
-                "ringcache_operator_under_replicated_partitions",
-                "Partitions with fewer serving replicas than owners, per cluster.",
-                |g| g.under_replicated_partitions,
-            ),
-            (
-                "ringcache_operator_pods_outdated",
-                "Member pods still running an older template (rollout pending), per cluster.",
-                |g| g.pods_outdated,
-            ),
-        ];
-        if let Ok(m) = self.clusters.lock() {
-            for (name, help, value) in gauges {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                for ((namespace, cluster), g) in m.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{namespace=\"{namespace}\",cluster=\"{cluster}\"}} {}",
-                        value(g)
-                    );
-                }
-            }
-        }
-        let counters: [(&str, &str, &PerCluster); 2] = [
-            (
-                "ringcache_operator_partitions_lost_total",
-                "Partitions recorded lost (no complete copy left), per cluster.",
-                &self.lost,
-            ),
-            (
-                "ringcache_operator_rollout_restarts_total",
-                "Pods restarted by operator-driven rollouts, per cluster.",
-                &self.restarts,
-            ),
-        ];
-        for (name, help, map) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            if let Ok(m) = map.lock() {
-                for ((namespace, cluster), n) in m.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{namespace=\"{namespace}\",cluster=\"{cluster}\"}} {n}"
-                    );
-                }
-            }
-        }
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -263,7 +286,10 @@ mod tests {
         assert!(
             text.contains("ringcache_operator_reconcile_duration_seconds_bucket{le=\"0.05\"} 1")
         );
-        assert!(text.contains("ringcache_operator_reconcile_duration_seconds_bucket{le=\"5\"} 2"));
+        assert!(
+            text.contains("ringcache_operator_reconcile_duration_seconds_bucket{le=\"5.0\"} 2")
+        );
+        assert!(text.ends_with("# EOF\n"));
         assert!(text.contains("ringcache_operator_reconcile_duration_seconds_count 2"));
         assert!(
             text.contains("ringcache_operator_members_down{namespace=\"ns\",cluster=\"demo\"} 1")
