@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Forwarding overhead: GET through a node that owns nothing (one hop to the owner) vs. GET straight
 # to the owner, same run, alternating, REPEATS times.
-#   bench/forward-bench.sh          (env: REPEATS=3 DURATION=10s CONNS=50 WRK_THREADS=1 KEYS=100000)
+#   bench/forward-bench.sh          (env: REPEATS=3 DURATION=10s CONNS=50 WRK_THREADS=1 KEYS=100000
+#                                    BASELINE=path/to/an/older/ringcache-node)
 # Two release nodes on 127.0.0.2 / 127.0.0.3 with a ring file (epoch 1, RF=1) in which the second
 # node owns every partition; the first forwards every GET to it (coalesced multi-gets, see docs/api.md).
+# With BASELINE, that binary runs a second forwarding node ("baseline", 127.0.0.4, also owning
+# nothing) and forwarded-by-baseline is measured in the same rounds: the regression check of the
+# forwarding path between two builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +18,8 @@ WRK_THREADS=${WRK_THREADS:-1}
 KEYS=${KEYS:-100000}
 EDGE=127.0.0.2:17270
 OWNER=127.0.0.3:17270
+BASE=127.0.0.4:17270
+BASELINE=${BASELINE:-}
 export BENCH_KEYS=$KEYS
 
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
@@ -29,20 +35,27 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench-internal-token" > "$DIR/token"
-python3 - "$DIR/ring.json" "$EDGE" "$OWNER" <<'PY'
+python3 - "$DIR/ring.json" "$EDGE" "$OWNER" "$BASE" <<'PY'
 import json, sys
-path, edge, owner = sys.argv[1:]
+path, edge, owner, base = sys.argv[1:]
 json.dump({"version": 1, "epoch": 1, "partitions": 1024, "replicationFactor": 1, "hash": "xxh3_64",
-           "members": [{"id": "edge", "addr": edge, "state": "up"}, {"id": "owner", "addr": owner, "state": "up"}],
+           "members": [{"id": "edge", "addr": edge, "state": "up"}, {"id": "owner", "addr": owner, "state": "up"},
+                       {"id": "baseline", "addr": base, "state": "up"}],
            "table": [[1]] * 1024, "pending": None}, open(path, "w"))
 PY
-for id in edge owner; do
-  addr=$([ "$id" = edge ] && echo "$EDGE" || echo "$OWNER")
-  RUST_LOG=warn target/release/ringcache-node --listen "$addr" --node-id "$id" --ring-file "$DIR/ring.json" \
+NODES=(edge owner)
+[ -n "$BASELINE" ] && NODES+=(baseline)
+for id in "${NODES[@]}"; do
+  case $id in edge) addr=$EDGE bin=target/release/ringcache-node ;;
+              owner) addr=$OWNER bin=target/release/ringcache-node ;;
+              baseline) addr=$BASE bin=$BASELINE ;; esac
+  RUST_LOG=warn "$bin" --listen "$addr" --node-id "$id" --ring-file "$DIR/ring.json" \
     --internal-token-file "$DIR/token" --max-memory 1Gi &
   PIDS+=($!)
 done
-for addr in "$EDGE" "$OWNER"; do
+ADDRS=("$EDGE" "$OWNER")
+[ -n "$BASELINE" ] && ADDRS+=("$BASE")
+for addr in "${ADDRS[@]}"; do
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://$addr/readyz" && break; sleep 0.1; done
 done
 
@@ -65,6 +78,7 @@ run() {
 for _ in $(seq 1 "$REPEATS"); do
   run direct "$OWNER"
   run forwarded "$EDGE"
+  if [ -n "$BASELINE" ]; then run baseline "$BASE"; fi
 done
 python3 - "$OUT" "$REPEATS" <<'PY'
 import statistics, sys
@@ -75,12 +89,16 @@ for line in open(sys.argv[1]):
 med = statistics.median
 print(f"| GET | ops/s (median of {sys.argv[2]}) | p50 µs | p99 µs | non-2xx / socket errors |")
 print("|---|---:|---:|---:|---:|")
-for t in ("direct", "forwarded"):
+for t in [t for t in ("direct", "forwarded", "baseline") if t in runs]:
     r = runs[t]
     print(f"| {t} | {med([x[0] for x in r]):.0f} | {med([x[1] for x in r]):.0f} | {med([x[2] for x in r]):.0f} | "
           f"{sum(x[3] for x in r)} / {sum(x[4] for x in r)} |")
 pair = med([a[0] / b[0] for a, b in zip(runs["forwarded"], runs["direct"])])
 print(f"\n- forwarded/direct throughput {med([x[0] for x in runs['forwarded']]) / med([x[0] for x in runs['direct']]):.2f} "
       f"(median of per-pair ratios {pair:.2f})")
+if "baseline" in runs:
+    b = med([a[0] / x[0] for a, x in zip(runs["baseline"], runs["direct"])])
+    print(f"- forwarded by the baseline build/direct {med([x[0] for x in runs['baseline']]) / med([x[0] for x in runs['direct']]):.2f} "
+          f"(per-pair {b:.2f}); this build/baseline {med([x[0] for x in runs['forwarded']]) / med([x[0] for x in runs['baseline']]):.2f}")
 PY
 rm -f "$OUT"
