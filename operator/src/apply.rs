@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::build::{self, FIELD_MANAGER, Owner};
 use crate::context::{Context, Error};
-use crate::decide::{Action, Decision};
+use crate::decide::Decision;
 use crate::nodes::NodeTarget;
 use crate::observed::Observed;
 use crate::types::CacheCluster;
@@ -30,17 +30,6 @@ pub struct Applied {
     pub sts_conflict: Option<String>,
 }
 
-/// The ring an action writes, if any.
-pub fn ring_of(action: &Action) -> Option<&RingDoc> {
-    match action {
-        Action::CreateRing(r)
-        | Action::UpdateMembers { ring: r, .. }
-        | Action::StartMigration { ring: r, .. }
-        | Action::Commit { ring: r, .. } => Some(r),
-        _ => None,
-    }
-}
-
 pub async fn apply_decision(
     ctx: &Context,
     owner: &Owner,
@@ -49,7 +38,8 @@ pub async fn apply_decision(
     decision: &Decision,
 ) -> Result<Applied, Error> {
     let mut applied = Applied::default();
-    if let Some(ring) = ring_of(&decision.action) {
+    let writes = decision.action.writes();
+    if let Some(ring) = writes.ring {
         if !write_ring(ctx, owner, ring, obs.ring_version.as_deref()).await? {
             info!(
                 epoch = ring.epoch,
@@ -59,12 +49,12 @@ pub async fn apply_decision(
             return Ok(applied);
         }
         push_ring(ctx, &owner.namespace, ring, &obs.token, obs.tls.as_ref()).await;
-        if matches!(decision.action, Action::Commit { .. }) {
+        if writes.commits_migration {
             ctx.metrics.migration_committed();
         }
         applied.ring = Some(ring.clone());
     }
-    if let Action::RestartPod { pod, revision, .. } = &decision.action {
+    if let Some((pod, revision)) = writes.delete_pod {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &owner.namespace);
         match pods.delete(pod, &DeleteParams::default()).await {
             Ok(_) => {

@@ -110,6 +110,169 @@ impl Action {
             Action::Steady => "steady",
         }
     }
+
+    /// What carrying the action out writes (besides status, events and owned objects).
+    pub fn writes(&self) -> Writes<'_> {
+        match self {
+            Action::CreateRing(ring) | Action::UpdateMembers { ring, .. } => Writes {
+                ring: Some(ring),
+                ..Writes::default()
+            },
+            Action::StartMigration { ring, .. } => Writes {
+                ring: Some(ring),
+                ..Writes::default()
+            },
+            Action::Commit { ring, .. } => Writes {
+                ring: Some(ring),
+                commits_migration: true,
+                ..Writes::default()
+            },
+            Action::RestartPod { pod, revision, .. } => Writes {
+                delete_pod: Some((pod, revision)),
+                ..Writes::default()
+            },
+            Action::Invalid(_)
+            | Action::WaitPods { .. }
+            | Action::WaitMembers { .. }
+            | Action::WaitMigration(_)
+            | Action::WaitRollout { .. }
+            | Action::RolloutBlocked { .. }
+            | Action::Steady => Writes::default(),
+        }
+    }
+
+    /// When to look again: soon while something is under way, at the idle period when nothing
+    /// will change without a new event (`all_up`: every member of the ring is up).
+    pub fn requeue(&self, all_up: bool) -> Requeue {
+        match self {
+            Action::Steady if all_up => Requeue::Idle,
+            Action::Invalid(_) | Action::RolloutBlocked { .. } => Requeue::Idle,
+            Action::Steady
+            | Action::CreateRing(_)
+            | Action::UpdateMembers { .. }
+            | Action::WaitPods { .. }
+            | Action::WaitMembers { .. }
+            | Action::StartMigration { .. }
+            | Action::WaitMigration(_)
+            | Action::Commit { .. }
+            | Action::RestartPod { .. }
+            | Action::WaitRollout { .. } => Requeue::Active,
+        }
+    }
+
+    /// Why the action itself makes the cluster Degraded (reason, message).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        match self {
+            Action::Invalid(e) => Some(("InvalidSpec", e.to_string())),
+            Action::RolloutBlocked { reason } => Some(("RolloutBlocked", reason.clone())),
+            _ => None,
+        }
+    }
+
+    /// The Progressing condition the action shows (reason, message), if it is under way.
+    pub fn progress(&self) -> Option<(&'static str, String)> {
+        Some(match self {
+            Action::StartMigration {
+                from_replicas,
+                to_replicas,
+                ..
+            } => (
+                "MigrationStarted",
+                format!("moving partitions: {from_replicas} → {to_replicas} members"),
+            ),
+            Action::WaitMigration(p) => (
+                "Migrating",
+                format!(
+                    "{} → {} members: {}/{} partitions pulled, waiting for {}",
+                    p.from_replicas,
+                    p.to_replicas,
+                    p.partitions_done,
+                    p.partitions_total,
+                    p.waiting_for.join(", ")
+                ),
+            ),
+            Action::WaitPods { waiting } => (
+                "WaitingForPods",
+                format!("waiting for new pods to be ready: {}", waiting.join(", ")),
+            ),
+            Action::WaitMembers { waiting } => (
+                "WaitingForMembers",
+                format!(
+                    "scaling waits until these members are up: {}",
+                    waiting.join(", ")
+                ),
+            ),
+            Action::RestartPod {
+                pod,
+                updated,
+                total,
+                ..
+            } => (
+                "RollingRestart",
+                format!("{updated}/{total} members updated; restarting {pod}"),
+            ),
+            Action::WaitRollout {
+                waiting,
+                updated,
+                total,
+            } => (
+                "RollingRestart",
+                format!(
+                    "{updated}/{total} members updated; next restart waits for {}",
+                    waiting.join(", ")
+                ),
+            ),
+            Action::Invalid(_)
+            | Action::CreateRing(_)
+            | Action::UpdateMembers { .. }
+            | Action::Commit { .. }
+            | Action::RolloutBlocked { .. }
+            | Action::Steady => return None,
+        })
+    }
+
+    /// Partitions pulled and to pull by the running migration (0, 0 when none is waited for).
+    pub fn migration_partitions(&self) -> (u64, u64) {
+        match self {
+            Action::WaitMigration(p) => (p.partitions_done, p.partitions_total),
+            _ => (0, 0),
+        }
+    }
+
+    /// Partitions the action records lost (recoveries without a complete copy).
+    pub fn partitions_lost(&self) -> u64 {
+        match self {
+            Action::UpdateMembers { losses, .. } => {
+                losses.iter().map(|l| l.partitions.len() as u64).sum()
+            }
+            _ => 0,
+        }
+    }
+
+    /// A rollout step (a member restarting is progress, not a failure).
+    pub fn is_rollout(&self) -> bool {
+        matches!(self, Action::RestartPod { .. } | Action::WaitRollout { .. })
+    }
+}
+
+/// What an [`Action`] writes.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Writes<'a> {
+    /// The ring document to write (compare-and-set) and push to the nodes.
+    pub ring: Option<&'a RingDoc>,
+    /// The ring commits a migration (its pending table becomes the table).
+    pub commits_migration: bool,
+    /// A member pod to delete for a rollout, and the revision it is replaced at.
+    pub delete_pod: Option<(&'a str, &'a str)>,
+}
+
+/// How soon a pass looks again after carrying out an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Something is under way: look again shortly.
+    Active,
+    /// Nothing changes without a new event: the idle period.
+    Idle,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +522,47 @@ mod tests {
             }
         }
         doc
+    }
+
+    #[test]
+    fn each_action_says_what_it_writes_and_when_to_look_again() {
+        let r = ring(3, 2, &[]);
+        let commit = Action::Commit {
+            ring: r.clone(),
+            from_replicas: 3,
+            to_replicas: 3,
+        };
+        let w = commit.writes();
+        assert_eq!(
+            (w.ring, w.commits_migration, w.delete_pod),
+            (Some(&r), true, None)
+        );
+        let restart = Action::RestartPod {
+            pod: "demo-2".into(),
+            revision: "rev-2".into(),
+            updated: 2,
+            total: 3,
+        };
+        let w = restart.writes();
+        assert_eq!((w.ring, w.delete_pod), (None, Some(("demo-2", "rev-2"))));
+        assert!(restart.is_rollout());
+        assert_eq!(
+            restart.progress(),
+            Some((
+                "RollingRestart",
+                "2/3 members updated; restarting demo-2".into()
+            ))
+        );
+        assert_eq!(Action::CreateRing(r.clone()).writes().ring, Some(&r));
+        assert_eq!(Action::Steady.writes(), Writes::default());
+
+        assert_eq!(Action::Steady.requeue(true), Requeue::Idle);
+        assert_eq!(Action::Steady.requeue(false), Requeue::Active);
+        assert_eq!(restart.requeue(true), Requeue::Active);
+        let blocked = Action::RolloutBlocked { reason: "x".into() };
+        assert_eq!(blocked.requeue(false), Requeue::Idle);
+        assert_eq!(blocked.problem(), Some(("RolloutBlocked", "x".into())));
+        assert_eq!(Action::Steady.problem(), None);
     }
 
     fn run(case: Case) -> Decision {

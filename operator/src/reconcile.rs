@@ -87,14 +87,10 @@ async fn reconcile_pass(cc: &CacheCluster, ctx: &Context) -> Result<Requeue, Err
 
 fn requeue_after(decision: &Decision, obs: &Observed, applied: &Applied) -> Requeue {
     let ring_after = applied.ring.as_ref().or(obs.ring.as_ref());
-    match decision.action {
-        Action::Steady
-            if ring_after.is_some_and(|r| r.members.iter().all(|m| m.state == MemberState::Up)) =>
-        {
-            Requeue::requeue(IDLE_REQUEUE)
-        }
-        Action::Invalid(_) | Action::RolloutBlocked { .. } => Requeue::requeue(IDLE_REQUEUE),
-        _ => Requeue::requeue(ACTIVE_REQUEUE),
+    let all_up = ring_after.is_some_and(|r| r.members.iter().all(|m| m.state == MemberState::Up));
+    match decision.action.requeue(all_up) {
+        crate::decide::Requeue::Idle => Requeue::requeue(IDLE_REQUEUE),
+        crate::decide::Requeue::Active => Requeue::requeue(ACTIVE_REQUEUE),
     }
 }
 
@@ -128,10 +124,8 @@ async fn record(
         now: Timestamp::now(),
         problem: problem.clone(),
     });
-    let (migration_partitions_done, migration_partitions_total) = match &decision.action {
-        Action::WaitMigration(p) => (p.partitions_done, p.partitions_total),
-        _ => (0, 0),
-    };
+    let (migration_partitions_done, migration_partitions_total) =
+        decision.action.migration_partitions();
     ctx.metrics.set_cluster(
         ns,
         cluster,
@@ -149,11 +143,9 @@ async fn record(
                 as u64,
         },
     );
-    if let Action::UpdateMembers { losses, .. } = &decision.action {
-        let lost: usize = losses.iter().map(|l| l.partitions.len()).sum();
-        if lost > 0 {
-            ctx.metrics.partitions_lost(ns, cluster, lost as u64);
-        }
+    let lost = decision.action.partitions_lost();
+    if lost > 0 {
+        ctx.metrics.partitions_lost(ns, cluster, lost);
     }
     for ev in status::events_for(decision, previous) {
         publish(ctx, cc, &ev).await;

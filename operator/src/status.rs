@@ -66,19 +66,12 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
     let ready_replicas = inp.pods.values().filter(|p| p.is_live()).count() as i32;
     let (updated_replicas, outdated) = revisions(inp.ring, inp.pods, inp.sts);
     // A rollout restarts one member at a time: that one being down is progress, not a failure.
-    let rolling = outdated > 0
-        || matches!(
-            inp.decision.action,
-            Action::RestartPod { .. } | Action::WaitRollout { .. }
-        );
+    let rolling = outdated > 0 || inp.decision.action.is_rollout();
     let expected_down = if rolling { 1 } else { 0 };
 
-    let problem: Option<(String, String)> = match (&inp.decision.action, &inp.problem) {
+    let problem: Option<(String, String)> = match (inp.decision.action.problem(), &inp.problem) {
         (_, Some(p)) => Some(("Blocked".into(), p.clone())),
-        (Action::Invalid(e), None) => Some(("InvalidSpec".into(), e.to_string())),
-        (Action::RolloutBlocked { reason }, None) => {
-            Some(("RolloutBlocked".into(), reason.clone()))
-        }
+        (Some((reason, message)), None) => Some((reason.into(), message)),
         _ if down.len() > expected_down => Some((
             "MembersDown".into(),
             format!(
@@ -90,65 +83,16 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         )),
         _ => None,
     };
-    let progressing: Option<(String, String)> = match &inp.decision.action {
-        Action::StartMigration {
-            from_replicas,
-            to_replicas,
-            ..
-        } => Some((
-            "MigrationStarted".into(),
-            format!("moving partitions: {from_replicas} → {to_replicas} members"),
-        )),
-        Action::WaitMigration(p) => Some((
-            "Migrating".into(),
-            format!(
-                "{} → {} members: {}/{} partitions pulled, waiting for {}",
-                p.from_replicas,
-                p.to_replicas,
-                p.partitions_done,
-                p.partitions_total,
-                p.waiting_for.join(", ")
-            ),
-        )),
-        Action::WaitPods { waiting } => Some((
-            "WaitingForPods".into(),
-            format!("waiting for new pods to be ready: {}", waiting.join(", ")),
-        )),
-        Action::WaitMembers { waiting } => Some((
-            "WaitingForMembers".into(),
-            format!(
-                "scaling waits until these members are up: {}",
-                waiting.join(", ")
-            ),
-        )),
-        Action::RestartPod {
-            pod,
-            updated,
-            total,
-            ..
-        } => Some((
-            "RollingRestart".into(),
-            format!("{updated}/{total} members updated; restarting {pod}"),
-        )),
-        Action::WaitRollout {
-            waiting,
-            updated,
-            total,
-        } => Some((
-            "RollingRestart".into(),
-            format!(
-                "{updated}/{total} members updated; next restart waits for {}",
-                waiting.join(", ")
-            ),
-        )),
-        _ if rolling => Some((
+    let progressing: Option<(String, String)> = match inp.decision.action.progress() {
+        Some((reason, message)) => Some((reason.into(), message)),
+        None if rolling => Some((
             "RollingRestart".into(),
             format!(
                 "{updated_replicas}/{} members updated",
                 ring.map_or(0, |r| r.members.len())
             ),
         )),
-        _ => None,
+        None => None,
     };
     let scaling = progressing.is_some() || ring.is_some_and(|r| r.pending.is_some());
     let phase = if problem.is_some() {
