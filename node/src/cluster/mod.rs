@@ -4,9 +4,10 @@
 
 //! The pieces: [`route`] (reads and writes: local, forwarded, replicated), [`epochs`] (ring
 //! installs and learning newer epochs), [`migration`] (pulls), [`replication`] (the asynchronous
-//! queue), [`peers`] (what is asked of other nodes) and [`peer`]/[`pipeline`] (asking it over
+//! queue), [`peers`] (what is asked of other nodes) and [`peer`]/[`coalesce`] (asking it over
 //! HTTP), [`fence`] (the migration write fence), [`node`] (the state they share).
 
+pub mod coalesce;
 pub mod epochs;
 pub mod error;
 pub mod fence;
@@ -14,7 +15,6 @@ pub mod migration;
 pub mod node;
 pub mod peer;
 pub mod peers;
-pub mod pipeline;
 pub mod replication;
 pub mod route;
 #[cfg(test)]

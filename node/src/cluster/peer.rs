@@ -1,12 +1,12 @@
 //! [`PeerApi`] over HTTP(S): forwarded writes, replica writes, partition pulls, ring fetches and
 //! writer states go through one pooled keep-alive reqwest client; forwarded reads through the
-//! coalescing connections of [`super::pipeline`]. Every call authenticates with the internal
+//! coalescing connections of [`super::coalesce`]. Every call authenticates with the internal
 //! token; a client's own credentials never leave the node.
 
+use super::coalesce::{Coalescer, ConnError};
 use super::peers::{
     Forwarded, MAX_RING_BYTES, PeerApi, PeerError, ReadAnswer, RecordStream, Sender, WriteOp,
 };
-use super::pipeline::{PipeError, Pipelines};
 use crate::engine::Record;
 use crate::tls::TlsClient;
 use crate::wire;
@@ -39,7 +39,7 @@ fn unreachable(addr: &str, e: &(dyn std::error::Error + 'static)) -> PeerError {
 #[derive(Clone)]
 pub struct HttpPeers {
     http: reqwest::Client,
-    pipes: Pipelines,
+    reads: Coalescer,
     internal_token: Option<String>,
     /// `http` or `https` (with `--tls-ca-file`).
     scheme: &'static str,
@@ -70,7 +70,7 @@ impl HttpPeers {
         }
         Ok(HttpPeers {
             http: builder.build()?,
-            pipes: Pipelines::new(
+            reads: Coalescer::new(
                 internal_token.as_deref(),
                 CONNECT_TIMEOUT,
                 HOP_TIMEOUT,
@@ -105,9 +105,9 @@ impl HttpPeers {
         if addr.is_empty() {
             return Err(PeerError::NoAddr);
         }
-        let a = match self.pipes.get(addr, key, from).await {
+        let a = match self.reads.get(addr, key, from).await {
             Ok(a) => a,
-            Err(PipeError::Refused { status, message }) => {
+            Err(ConnError::Refused { status, message }) => {
                 return Err(PeerError::Status {
                     addr: addr.to_string(),
                     status,

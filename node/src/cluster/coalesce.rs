@@ -44,7 +44,7 @@ const MAX_BATCH: usize = 256;
 const MAX_BODY: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum PipeError {
+pub enum ConnError {
     #[error("cannot connect: {0}")]
     Connect(String),
     #[error("connection closed before the answer arrived")]
@@ -66,7 +66,7 @@ pub struct Answer {
     pub epoch: Option<u64>,
 }
 
-type Reply = oneshot::Sender<Result<Answer, PipeError>>;
+type Reply = oneshot::Sender<Result<Answer, ConnError>>;
 
 struct Job {
     key: Bytes,
@@ -87,9 +87,9 @@ struct PeerConns {
     next: AtomicUsize,
 }
 
-/// Coalescing, pipelined connections to every peer this node forwards reads to.
+/// Coalescing connections to every peer this node forwards reads to.
 #[derive(Clone)]
-pub struct Pipelines {
+pub struct Coalescer {
     peers: Arc<Mutex<HashMap<String, Arc<PeerConns>>>>,
     /// `Bearer …` with the internal token (None: no token, or one no header can carry).
     auth: Option<HeaderValue>,
@@ -98,7 +98,7 @@ pub struct Pipelines {
     tls: Option<TlsClient>,
 }
 
-impl Pipelines {
+impl Coalescer {
     /// `answer_timeout` bounds how long the oldest request on a connection may wait: past it the
     /// connection is declared dead and everything in flight on it fails.
     pub fn new(
@@ -106,11 +106,11 @@ impl Pipelines {
         connect_timeout: Duration,
         answer_timeout: Duration,
         tls: Option<TlsClient>,
-    ) -> Pipelines {
+    ) -> Coalescer {
         // A token with a line break cannot be sent in a header by any client: none is sent and
         // the peer answers 401.
         let auth = internal_token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok());
-        Pipelines {
+        Coalescer {
             peers: Arc::default(),
             auth,
             connect_timeout,
@@ -121,11 +121,11 @@ impl Pipelines {
 
     /// Reads `key` from the peer at `addr`. A connection found closed (the peer restarted since it
     /// was last used) is replaced and the read sent once more.
-    pub async fn get(&self, addr: &str, key: &[u8], from: &Sender) -> Result<Answer, PipeError> {
+    pub async fn get(&self, addr: &str, key: &[u8], from: &Sender) -> Result<Answer, ConnError> {
         let peer = self.peer(addr);
         let key = Bytes::copy_from_slice(key);
         match self.get_once(&peer, addr, key.clone(), from).await {
-            Err(PipeError::Closed) => self.get_once(&peer, addr, key, from).await,
+            Err(ConnError::Closed) => self.get_once(&peer, addr, key, from).await,
             r => r,
         }
     }
@@ -136,14 +136,14 @@ impl Pipelines {
         addr: &str,
         key: Bytes,
         from: &Sender,
-    ) -> Result<Answer, PipeError> {
+    ) -> Result<Answer, ConnError> {
         let conn = self.conn(peer, addr);
         let permit = conn
             .in_flight
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| PipeError::Closed)?;
+            .map_err(|_| ConnError::Closed)?;
         let (reply, answer) = oneshot::channel();
         conn.jobs
             .send(Job {
@@ -153,8 +153,8 @@ impl Pipelines {
                 permit,
             })
             .await
-            .map_err(|_| PipeError::Closed)?;
-        answer.await.unwrap_or(Err(PipeError::Closed))
+            .map_err(|_| ConnError::Closed)?;
+        answer.await.unwrap_or(Err(ConnError::Closed))
     }
 
     fn peer(&self, addr: &str) -> Arc<PeerConns> {
@@ -241,10 +241,10 @@ struct FixedHeaders {
 }
 
 impl FixedHeaders {
-    fn new(addr: &str) -> Result<FixedHeaders, PipeError> {
+    fn new(addr: &str) -> Result<FixedHeaders, ConnError> {
         Ok(FixedHeaders {
             host: HeaderValue::from_str(addr)
-                .map_err(|_| PipeError::Connect(format!("{addr:?} is no host")))?,
+                .map_err(|_| ConnError::Connect(format!("{addr:?} is no host")))?,
             origin: Mutex::new(None),
         })
     }
@@ -283,10 +283,10 @@ async fn run_conn(link: Link, jobs: mpsc::Receiver<Job>) {
     };
     let stream = match tokio::time::timeout(link.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail_queued(jobs, PipeError::Connect(e)),
+        Ok(Err(e)) => return fail_queued(jobs, ConnError::Connect(e)),
         Err(_) => {
             let msg = format!("no connection within {:?}", link.connect_timeout);
-            return fail_queued(jobs, PipeError::Connect(msg));
+            return fail_queued(jobs, ConnError::Connect(msg));
         }
     };
     match stream {
@@ -300,13 +300,13 @@ enum Either {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-fn hyper_error(e: hyper::Error) -> PipeError {
+fn hyper_error(e: hyper::Error) -> ConnError {
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-        PipeError::Protocol(e.to_string())
+        ConnError::Protocol(e.to_string())
     } else if e.is_closed() || e.is_canceled() || e.is_incomplete_message() {
-        PipeError::Closed
+        ConnError::Closed
     } else {
-        PipeError::Io(e.to_string())
+        ConnError::Io(e.to_string())
     }
 }
 
@@ -314,7 +314,7 @@ fn hyper_error(e: hyper::Error) -> PipeError {
 async fn exchange(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     req: hyper::Request<Full<Bytes>>,
-) -> Result<RawResponse, PipeError> {
+) -> Result<RawResponse, ConnError> {
     sender.ready().await.map_err(hyper_error)?;
     let resp = sender.send_request(req).await.map_err(hyper_error)?;
     let status = resp.status().as_u16();
@@ -328,7 +328,7 @@ async fn exchange(
         .await
         .map_err(|e| match e.downcast::<hyper::Error>() {
             Ok(e) => hyper_error(*e),
-            Err(e) => PipeError::Protocol(e.to_string()),
+            Err(e) => ConnError::Protocol(e.to_string()),
         })?
         .to_bytes();
     Ok(RawResponse {
@@ -345,12 +345,12 @@ where
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
-        Err(e) => return fail_queued(jobs, PipeError::Connect(e.to_string())),
+        Err(e) => return fail_queued(jobs, ConnError::Connect(e.to_string())),
     };
     // The connection is polled here, in the coalescing task, while a request is under way and
     // while waiting for reads (so a peer closing an idle connection is noticed).
     let mut conn = std::pin::pin!(conn);
-    let ended = |r: hyper::Result<()>| r.err().map_or(PipeError::Closed, hyper_error);
+    let ended = |r: hyper::Result<()>| r.err().map_or(ConnError::Closed, hyper_error);
     let fixed = match FixedHeaders::new(&link.addr) {
         Ok(f) => f,
         Err(e) => return fail_queued(jobs, e),
@@ -365,7 +365,7 @@ where
             biased;
             job = jobs.recv() => match job {
                 Some(job) => job,
-                None => break PipeError::Closed,
+                None => break ConnError::Closed,
             },
             r = conn.as_mut() => break ended(r),
         };
@@ -396,7 +396,7 @@ where
                 r = conn.as_mut(), if closed.is_none() => closed = Some(ended(r)),
                 _ = tick.tick() => {
                     if sent.elapsed() > timeout {
-                        break Err(PipeError::Timeout(timeout));
+                        break Err(ConnError::Timeout(timeout));
                     }
                 }
             }
@@ -419,11 +419,11 @@ where
 /// Hands each waiting read its answer (emptying `replies`). A refusal (non-200) goes to all of
 /// them; an answer that does not match the request is a broken connection (the error is returned
 /// and the caller fails the remaining reads with it).
-fn answer(replies: &mut Vec<Reply>, resp: RawResponse) -> Result<(), PipeError> {
+fn answer(replies: &mut Vec<Reply>, resp: RawResponse) -> Result<(), ConnError> {
     if resp.status != 200 {
         let message = String::from_utf8_lossy(&resp.body).into_owned();
         for r in replies.drain(..) {
-            let _ = r.send(Err(PipeError::Refused {
+            let _ = r.send(Err(ConnError::Refused {
                 status: resp.status,
                 message: message.clone(),
             }));
@@ -431,9 +431,9 @@ fn answer(replies: &mut Vec<Reply>, resp: RawResponse) -> Result<(), PipeError> 
         return Ok(());
     }
     let results =
-        wire::decode_results(&resp.body).map_err(|e| PipeError::Protocol(e.to_string()))?;
+        wire::decode_results(&resp.body).map_err(|e| ConnError::Protocol(e.to_string()))?;
     if results.len() != replies.len() {
-        return Err(PipeError::Protocol(format!(
+        return Err(ConnError::Protocol(format!(
             "{} answers for {} keys",
             results.len(),
             replies.len()
@@ -448,7 +448,7 @@ fn answer(replies: &mut Vec<Reply>, resp: RawResponse) -> Result<(), PipeError> 
     Ok(())
 }
 
-fn fail_queued(mut jobs: mpsc::Receiver<Job>, err: PipeError) {
+fn fail_queued(mut jobs: mpsc::Receiver<Job>, err: ConnError) {
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
         let _ = job.reply.send(Err(err.clone()));
@@ -513,23 +513,23 @@ mod tests {
         (addr, stop)
     }
 
-    fn pipes(answer_timeout: Duration) -> Pipelines {
-        Pipelines::new(Some("sesame"), Duration::from_secs(1), answer_timeout, None)
+    fn reads(answer_timeout: Duration) -> Coalescer {
+        Coalescer::new(Some("sesame"), Duration::from_secs(1), answer_timeout, None)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_reads_each_get_their_own_answer() {
         let (addr, _stop) = fake_owner().await;
-        let pipes = pipes(Duration::from_secs(5));
+        let reads = reads(Duration::from_secs(5));
         let calls = (0..3000).map(|i| {
-            let (pipes, addr) = (pipes.clone(), addr.clone());
+            let (reads, addr) = (reads.clone(), addr.clone());
             tokio::spawn(async move {
                 let key = match i % 3 {
                     0 => format!("k{i}"),
                     1 => format!("m{i}"),
                     _ => format!("x{i}"),
                 };
-                let r = pipes.get(&addr, key.as_bytes(), &sender()).await;
+                let r = reads.get(&addr, key.as_bytes(), &sender()).await;
                 (key, r)
             })
         });
@@ -549,7 +549,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusing_owner_fails_every_read_with_its_status() {
         let (addr, _stop) = fake_owner().await;
-        let wrong = Pipelines::new(
+        let wrong = Coalescer::new(
             Some("wrong"),
             Duration::from_secs(1),
             Duration::from_secs(5),
@@ -558,13 +558,13 @@ mod tests {
         let err = wrong.get(&addr, b"k1", &sender()).await.unwrap_err();
         assert_eq!(
             err,
-            PipeError::Refused {
+            ConnError::Refused {
                 status: 401,
                 message: "no token".into()
             }
         );
         // A token that cannot be sent in a header is not sent at all.
-        let broken = Pipelines::new(
+        let broken = Coalescer::new(
             Some("a\r\nb"),
             Duration::from_secs(1),
             Duration::from_secs(5),
@@ -572,7 +572,7 @@ mod tests {
         );
         let err = broken.get(&addr, b"k1", &sender()).await.unwrap_err();
         assert!(
-            matches!(err, PipeError::Refused { status: 401, .. }),
+            matches!(err, ConnError::Refused { status: 401, .. }),
             "{err}"
         );
     }
@@ -584,11 +584,11 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let err = pipes(Duration::from_secs(1))
+        let err = reads(Duration::from_secs(1))
             .get(&addr, b"k", &sender())
             .await
             .unwrap_err();
-        assert!(matches!(err, PipeError::Connect(_)), "{err}");
+        assert!(matches!(err, ConnError::Connect(_)), "{err}");
     }
 
     #[tokio::test]
@@ -603,11 +603,11 @@ mod tests {
             }
         });
         let started = Instant::now();
-        let err = pipes(Duration::from_millis(200))
+        let err = reads(Duration::from_millis(200))
             .get(&addr, b"k", &sender())
             .await
             .unwrap_err();
-        assert_eq!(err, PipeError::Timeout(Duration::from_millis(200)));
+        assert_eq!(err, ConnError::Timeout(Duration::from_millis(200)));
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -618,9 +618,9 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_restarted_is_reconnected_to() {
         let (addr, stop) = fake_owner().await;
-        let pipes = pipes(Duration::from_secs(5));
+        let reads = reads(Duration::from_secs(5));
         for _ in 0..CONNS_PER_PEER {
-            let a = pipes.get(&addr, b"k1", &sender()).await.unwrap();
+            let a = reads.get(&addr, b"k1", &sender()).await.unwrap();
             assert_eq!(a.result, KeyResult::Found(Bytes::from_static(b"1k")));
         }
         // The owner goes away (its idle connections close) and comes back on the same port.
@@ -651,7 +651,7 @@ mod tests {
             std::future::pending(),
         ));
         for _ in 0..CONNS_PER_PEER {
-            let a = pipes.get(&addr, b"k1", &sender()).await.unwrap();
+            let a = reads.get(&addr, b"k1", &sender()).await.unwrap();
             assert_eq!(a.result, KeyResult::Found(Bytes::from_static(b"again")));
         }
     }
@@ -668,10 +668,10 @@ mod tests {
                 let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
             }
         });
-        let err = pipes(Duration::from_secs(1))
+        let err = reads(Duration::from_secs(1))
             .get(&addr, b"k", &sender())
             .await
             .unwrap_err();
-        assert!(matches!(err, PipeError::Protocol(_)), "{err}");
+        assert!(matches!(err, ConnError::Protocol(_)), "{err}");
     }
 }
