@@ -11,19 +11,24 @@
 //! writes until the sweep frees them.
 //! The bound is soft by at most the entries being written concurrently.
 
+mod block;
 mod entry;
 pub mod hlc;
 
-use entry::Entry;
+use block::{Block, Meta};
 pub use entry::{ENTRY_OVERHEAD, Record, entry_size};
 pub use hlc::Hlc;
 
 use bytes::Bytes;
-use indexmap::IndexMap;
-use parking_lot::RwLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-type Map = IndexMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+/// One partition's entries. Reads update the access clock of what they read, so a partition is
+/// behind a mutex, not a read-write lock; with a thousand partitions per node two requests
+/// rarely meet on one.
+type Map = HashTable<Block>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvictionPolicy {
@@ -116,7 +121,8 @@ pub struct SweepResult {
 
 pub struct Engine {
     cfg: EngineConfig,
-    parts: Box<[RwLock<Map>]>,
+    parts: Box<[Mutex<Map>]>,
+    hasher: foldhash::fast::RandomState,
     hlc: Hlc,
     bytes: AtomicU64,
     items: AtomicU64,
@@ -141,12 +147,13 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         let n = cfg.partitions.max(1);
         let parts = (0..n)
-            .map(|_| RwLock::new(Map::with_hasher(Default::default())))
+            .map(|_| Mutex::new(Map::new()))
             .collect::<Vec<_>>()
             .into_boxed_slice();
         Engine {
             cfg,
             parts,
+            hasher: foldhash::fast::RandomState::default(),
             hlc: Hlc::new(),
             bytes: AtomicU64::new(0),
             items: AtomicU64::new(0),
@@ -177,8 +184,20 @@ impl Engine {
         &self.hlc
     }
 
-    fn part(&self, key: &[u8]) -> &RwLock<Map> {
+    fn part(&self, key: &[u8]) -> &Mutex<Map> {
         &self.parts[self.partition_of(key) as usize]
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find<'m>(&self, map: &'m Map, key: &[u8]) -> Option<&'m Block> {
+        map.find(self.hash(key), |b| b.key() == key)
+    }
+
+    fn find_mut<'m>(&self, map: &'m mut Map, key: &[u8]) -> Option<&'m mut Block> {
+        map.find_mut(self.hash(key), |b| b.key() == key)
     }
 
     fn next_tick(&self) -> u64 {
@@ -187,42 +206,49 @@ impl Engine {
 
     /// The live value of `key`, counting a hit or a miss. Expired entries are misses and are removed.
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
-        let part = self.part(key);
-        let expired = {
-            let map = part.read();
-            match map.get(key) {
-                Some(e) if e.tombstone => None,
-                Some(e) if e.is_expired(now_ms) => Some(()),
-                Some(e) => {
-                    e.touch(self.next_tick());
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Some(e.value.clone());
-                }
-                None => None,
+        self.lookup(key, now_ms, Block::value_bytes)
+    }
+
+    /// [`Engine::get`] handing the value to `f` while it is held (no copy of its own: a RESP
+    /// answer is written straight from the store).
+    pub fn get_with<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.lookup(key, now_ms, |b| f(b.value()))
+    }
+
+    fn lookup<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(&Block) -> R) -> Option<R> {
+        let mut map = self.part(key).lock();
+        let h = self.hash(key);
+        let (live, expired) = match map.find_mut(h, |b| b.key() == key) {
+            Some(b) if b.is_tombstone() => (None, false),
+            Some(b) if b.is_expired(now_ms) => (None, true),
+            Some(b) => {
+                b.touch(self.next_tick());
+                (Some(f(b)), false)
             }
+            None => (None, false),
         };
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        if expired.is_some() {
-            let mut map = part.write();
-            if map
-                .get(key)
-                .is_some_and(|e| !e.tombstone && e.is_expired(now_ms))
-            {
-                self.remove_locked(&mut map, key);
-                self.expired.fetch_add(1, Ordering::Relaxed);
-            }
+        if live.is_some() {
+            drop(map);
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return live;
         }
+        if expired {
+            self.remove_locked(&mut map, key);
+            self.expired.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(map);
+        self.misses.fetch_add(1, Ordering::Relaxed);
         None
     }
 
     /// The stored record for `key`, tombstones included, expired entries excluded. No hit/miss count.
     pub fn get_record(&self, key: &[u8], now_ms: u64) -> Option<Record> {
-        let map = self.part(key).read();
-        let (k, e) = map.get_key_value(key)?;
-        if !e.tombstone && e.is_expired(now_ms) {
+        let map = self.part(key).lock();
+        let b = self.find(&map, key)?;
+        if !b.is_tombstone() && b.is_expired(now_ms) {
             return None;
         }
-        Some(to_record(k, e))
+        Some(to_record(b))
     }
 
     /// Stores `value` under a fresh version; `ttl_ms` of `None` means no expiry.
@@ -270,10 +296,10 @@ impl Engine {
         if rec.expires_at != 0 && rec.expires_at <= now_ms {
             // Already expired (or a tombstone past its grace): storing it would only be swept.
             // A live older entry must still lose to it, so remove that one if it is older.
-            let mut map = self.part(&rec.key).write();
-            if map
-                .get(&rec.key[..])
-                .is_some_and(|e| e.version < rec.version)
+            let mut map = self.part(&rec.key).lock();
+            if self
+                .find(&map, &rec.key)
+                .is_some_and(|b| b.version() < rec.version)
             {
                 self.remove_locked(&mut map, &rec.key);
                 return Ok(Applied::Stored);
@@ -289,8 +315,8 @@ impl Engine {
         only_if_newer: bool,
         now_ms: u64,
     ) -> Result<Applied, EngineError> {
-        let value_len = rec.value.as_ref().map_or(0, Bytes::len);
-        let size = entry_size(rec.key.len(), value_len);
+        let value: &[u8] = rec.value.as_deref().unwrap_or(&[]);
+        let size = entry_size(rec.key.len(), value.len());
         if size > self.cfg.max_memory {
             return Err(EngineError::TooLarge {
                 size,
@@ -299,45 +325,49 @@ impl Engine {
         }
         let part = self.part(&rec.key);
         let old_size = {
-            let map = part.read();
-            match map.get(&rec.key[..]) {
-                Some(e) if only_if_newer && e.version >= rec.version => return Ok(Applied::Stale),
-                Some(e) => entry_size(rec.key.len(), e.value.len()),
+            let map = part.lock();
+            match self.find(&map, &rec.key) {
+                Some(b) if only_if_newer && b.version() >= rec.version => {
+                    return Ok(Applied::Stale);
+                }
+                Some(b) => entry_size(rec.key.len(), b.value().len()),
                 None => 0,
             }
         };
+        // Eviction takes other partitions' locks: never while holding this one.
         self.make_room(size.saturating_sub(old_size), now_ms)?;
-        let mut map = part.write();
-        if let Some(e) = map.get(&rec.key[..])
-            && only_if_newer
-            && e.version >= rec.version
-        {
-            return Ok(Applied::Stale);
-        }
-        let entry = Entry {
-            // Copy so the stored value owns exactly its bytes (a slice of a request buffer would
-            // keep the whole buffer alive; see FIELD-NOTES).
-            value: rec
-                .value
-                .as_ref()
-                .map_or_else(Bytes::new, |v| Bytes::copy_from_slice(v)),
-            version: rec.version,
-            expires_at: rec.expires_at,
-            tombstone: rec.value.is_none(),
-            last_access: AtomicU64::new(self.next_tick()),
-            freq: AtomicU32::new(1),
+        // The value is copied into the block, so the stored entry never keeps a request buffer
+        // alive (see FIELD-NOTES).
+        let block = Block::new(
+            &rec.key,
+            value,
+            Meta {
+                version: rec.version,
+                expires_at: rec.expires_at,
+                access: self.next_tick(),
+                freq: 1,
+                tombstone: rec.value.is_none(),
+            },
+        );
+        let mut map = part.lock();
+        let h = self.hash(&rec.key);
+        let old = match map.find_entry(h, |b| b.key() == &rec.key[..]) {
+            Ok(slot) if only_if_newer && slot.get().version() >= rec.version => {
+                return Ok(Applied::Stale);
+            }
+            Ok(mut slot) => Some(std::mem::replace(slot.get_mut(), block)),
+            Err(absent) => {
+                absent
+                    .into_table()
+                    .insert_unique(h, block, |b| self.hash(b.key()));
+                None
+            }
         };
-        let tomb = entry.tombstone;
-        let old = map.insert(Box::from(&rec.key[..]), entry);
         drop(map);
         self.bytes.fetch_add(size, Ordering::Relaxed);
-        self.count_kind(tomb, 1);
+        self.count_kind(rec.value.is_none(), 1);
         if let Some(old) = old {
-            self.bytes.fetch_sub(
-                entry_size(rec.key.len(), old.value.len()),
-                Ordering::Relaxed,
-            );
-            self.count_kind(old.tombstone, -1);
+            self.forget(&old);
         }
         Ok(Applied::Stored)
     }
@@ -355,11 +385,19 @@ impl Engine {
         }
     }
 
-    fn remove_locked(&self, map: &mut Map, key: &[u8]) -> Option<Entry> {
-        let old = map.swap_remove(key)?;
-        self.bytes
-            .fetch_sub(entry_size(key.len(), old.value.len()), Ordering::Relaxed);
-        self.count_kind(old.tombstone, -1);
+    /// Takes a removed block out of the counts.
+    fn forget(&self, b: &Block) {
+        self.bytes.fetch_sub(
+            entry_size(b.key().len(), b.value().len()),
+            Ordering::Relaxed,
+        );
+        self.count_kind(b.is_tombstone(), -1);
+    }
+
+    fn remove_locked(&self, map: &mut Map, key: &[u8]) -> Option<Block> {
+        let slot = map.find_entry(self.hash(key), |b| b.key() == key).ok()?;
+        let (old, _) = slot.remove();
+        self.forget(&old);
         Some(old)
     }
 
@@ -388,13 +426,13 @@ impl Engine {
     }
 
     /// Score: lower is evicted first. Expired entries always go first.
-    fn score(&self, e: &Entry, now_ms: u64) -> Score {
-        if e.is_expired(now_ms) && !e.tombstone {
+    fn score(&self, b: &Block, now_ms: u64) -> Score {
+        if b.is_expired(now_ms) && !b.is_tombstone() {
             return (0, 0, 0);
         }
-        let last = e.last_access.load(Ordering::Relaxed);
+        let last = b.access();
         match self.cfg.eviction {
-            EvictionPolicy::Lfu => (1, u64::from(e.freq.load(Ordering::Relaxed)), last),
+            EvictionPolicy::Lfu => (1, u64::from(b.freq()), last),
             _ => (1, last, 0),
         }
     }
@@ -407,38 +445,32 @@ impl Engine {
         let per_part = samples.div_ceil(4).max(1);
         let start = (self.random() % n as u64) as usize;
         let mut seen = 0usize;
-        let mut best: Option<(Score, usize, Box<[u8]>)> = None;
+        let mut best: Option<(Score, usize, Vec<u8>)> = None;
         for i in 0..n {
             let p = (start + i) % n;
-            let map = self.parts[p].read();
+            let map = self.parts[p].lock();
             let len = map.len();
             if len == 0 {
                 continue;
             }
             let take = per_part.min(len).min(samples.saturating_sub(seen).max(1));
-            // Exhaustive when the partition is small enough; otherwise random positions.
-            let offset = if len <= take {
+            // Exhaustive when the partition is small enough; otherwise a run of entries from a
+            // random position of the table's (hash-ordered, so access-independent) iteration.
+            let skip = if len <= take {
                 0
             } else {
-                (self.random() % len as u64) as usize
+                (self.random() % (len - take + 1) as u64) as usize
             };
-            for j in 0..take {
-                let idx = if len <= take {
-                    j
-                } else {
-                    (offset + j * (len / take).max(1)) % len
-                };
-                if let Some((k, e)) = map.get_index(idx) {
-                    // A tombstone is never evicted before its grace ends: without it, a replica
-                    // or a pull could bring the deleted value back.
-                    if e.tombstone {
-                        continue;
-                    }
-                    seen += 1;
-                    let s = self.score(e, now_ms);
-                    if best.as_ref().is_none_or(|(bs, _, _)| s < *bs) {
-                        best = Some((s, p, k.clone()));
-                    }
+            for b in map.iter().skip(skip).take(take) {
+                // A tombstone is never evicted before its grace ends: without it, a replica
+                // or a pull could bring the deleted value back.
+                if b.is_tombstone() {
+                    continue;
+                }
+                seen += 1;
+                let s = self.score(b, now_ms);
+                if best.as_ref().is_none_or(|(bs, _, _)| s < *bs) {
+                    best = Some((s, p, b.key().to_vec()));
                 }
             }
             if seen >= samples {
@@ -448,10 +480,10 @@ impl Engine {
         let Some((_, p, key)) = best else {
             return false;
         };
-        let mut map = self.parts[p].write();
+        let mut map = self.parts[p].lock();
         match self.remove_locked(&mut map, &key) {
-            Some(e) => {
-                if e.is_expired(now_ms) && !e.tombstone {
+            Some(b) => {
+                if b.is_expired(now_ms) && !b.is_tombstone() {
                     self.expired.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.evictions.fetch_add(1, Ordering::Relaxed);
@@ -477,22 +509,22 @@ impl Engine {
             .parts
             .get(p as usize)
             .ok_or(EngineError::NoSuchPartition(p))?;
-        let map = part.read();
-        let mut picked: Vec<(&Box<[u8]>, &Entry)> = map
+        let map = part.lock();
+        let mut picked: Vec<&Block> = map
             .iter()
-            .filter(|(k, e)| {
-                after.is_none_or(|a| &k[..] > a) && (e.tombstone || !e.is_expired(now_ms))
+            .filter(|b| {
+                after.is_none_or(|a| b.key() > a) && (b.is_tombstone() || !b.is_expired(now_ms))
             })
             .collect();
         if picked.len() > limit {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            picked.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(b.0));
+            picked.select_nth_unstable_by(limit - 1, |a, b| a.key().cmp(b.key()));
             picked.truncate(limit);
         }
-        picked.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        Ok(picked.into_iter().map(|(k, e)| to_record(k, e)).collect())
+        picked.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        Ok(picked.into_iter().map(to_record).collect())
     }
 
     /// The access clock now: entries stored or confirmed from here on carry a tick at least this.
@@ -502,8 +534,10 @@ impl Engine {
 
     /// Marks the entry of `key` as seen now (a pulled record equal to or older than it).
     pub fn confirm(&self, key: &[u8]) {
-        if let Some(e) = self.part(key).read().get(key) {
-            e.last_access.store(self.next_tick(), Ordering::Relaxed);
+        let tick = self.next_tick();
+        let mut map = self.part(key).lock();
+        if let Some(b) = self.find_mut(&mut map, key) {
+            b.set_access(tick);
         }
     }
 
@@ -519,20 +553,21 @@ impl Engine {
             .parts
             .get(p as usize)
             .ok_or(EngineError::NoSuchPartition(p))?;
-        let mut map = part.write();
-        let mut freed = 0u64;
-        let mut removed = 0usize;
-        map.retain(|k, e| {
-            let keep = e.last_access.load(Ordering::Relaxed) >= since || e.version >= older_than;
+        let mut map = part.lock();
+        let mut removed = Vec::new();
+        map.retain(|b| {
+            let keep = b.access() >= since || b.version() >= older_than;
             if !keep {
-                freed += entry_size(k.len(), e.value.len());
-                self.count_kind(e.tombstone, -1);
-                removed += 1;
+                removed.push((b.key().len(), b.value().len(), b.is_tombstone()));
             }
             keep
         });
-        self.bytes.fetch_sub(freed, Ordering::Relaxed);
-        Ok(removed)
+        drop(map);
+        for &(k, v, tomb) in &removed {
+            self.bytes.fetch_sub(entry_size(k, v), Ordering::Relaxed);
+            self.count_kind(tomb, -1);
+        }
+        Ok(removed.len())
     }
 
     /// Removes every entry of partition `p` (after the ring no longer gives it to this node).
@@ -541,11 +576,9 @@ impl Engine {
             .parts
             .get(p as usize)
             .ok_or(EngineError::NoSuchPartition(p))?;
-        let old = std::mem::replace(&mut *part.write(), Map::with_hasher(Default::default()));
-        for (k, e) in &old {
-            self.bytes
-                .fetch_sub(entry_size(k.len(), e.value.len()), Ordering::Relaxed);
-            self.count_kind(e.tombstone, -1);
+        let old = std::mem::take(&mut *part.lock());
+        for b in &old {
+            self.forget(b);
         }
         Ok(old.len())
     }
@@ -553,15 +586,15 @@ impl Engine {
     /// Live (non-tombstone, unexpired) entries in partition `p`.
     pub fn partition_len(&self, p: u32, now_ms: u64) -> usize {
         self.parts.get(p as usize).map_or(0, |part| {
-            part.read()
-                .values()
-                .filter(|e| !e.tombstone && !e.is_expired(now_ms))
+            part.lock()
+                .iter()
+                .filter(|b| !b.is_tombstone() && !b.is_expired(now_ms))
                 .count()
         })
     }
 
     /// Active expiry: removes expired entries and tombstones past their grace; halves LFU counts
-    /// once per `LFU_DECAY_MS`. Takes each partition's write lock only when it has work.
+    /// once per `LFU_DECAY_MS`.
     pub fn sweep(&self, now_ms: u64) -> SweepResult {
         let mut res = SweepResult::default();
         let decay = self.cfg.eviction == EvictionPolicy::Lfu
@@ -570,27 +603,23 @@ impl Engine {
             self.last_decay_ms.store(now_ms, Ordering::Relaxed);
         }
         for part in self.parts.iter() {
-            let due = {
-                let map = part.read();
-                if decay {
-                    for e in map.values() {
-                        let f = e.freq.load(Ordering::Relaxed);
-                        e.freq.store(f / 2, Ordering::Relaxed);
-                    }
+            let mut map = part.lock();
+            if decay {
+                for b in map.iter_mut() {
+                    let f = b.freq();
+                    b.set_freq(f / 2);
                 }
-                map.values().any(|e| e.is_expired(now_ms))
-            };
-            if !due {
+            }
+            if !map.iter().any(|b| b.is_expired(now_ms)) {
                 continue;
             }
-            let mut map = part.write();
             let mut freed = 0u64;
-            map.retain(|k, e| {
-                if !e.is_expired(now_ms) {
+            map.retain(|b| {
+                if !b.is_expired(now_ms) {
                     return true;
                 }
-                freed += entry_size(k.len(), e.value.len());
-                if e.tombstone {
+                freed += entry_size(b.key().len(), b.value().len());
+                if b.is_tombstone() {
                     res.tombstones_purged += 1;
                     self.count_kind(true, -1);
                 } else {
@@ -619,12 +648,12 @@ impl Engine {
     }
 }
 
-fn to_record(k: &[u8], e: &Entry) -> Record {
+fn to_record(b: &Block) -> Record {
     Record {
-        key: Bytes::copy_from_slice(k),
-        version: e.version,
-        expires_at: e.expires_at,
-        value: (!e.tombstone).then(|| e.value.clone()),
+        key: Bytes::copy_from_slice(b.key()),
+        version: b.version(),
+        expires_at: b.expires_at(),
+        value: (!b.is_tombstone()).then(|| b.value_bytes()),
     }
 }
 
