@@ -18,8 +18,7 @@ pub struct Writers {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub checker: Arc<Checker>,
-    acked: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    counters: WriteCounters,
 }
 
 /// Writes acknowledged and refused (or failed) so far.
@@ -27,6 +26,63 @@ pub struct Writers {
 pub struct WriteStats {
     pub acked: u64,
     pub failed: u64,
+}
+
+impl WriteStats {
+    /// Failed writes per thousand.
+    pub fn failed_per_mille(&self) -> u64 {
+        (self.failed * 1000)
+            .checked_div(self.acked + self.failed)
+            .unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for WriteStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} writes acknowledged, {} refused or failed",
+            self.acked, self.failed
+        )
+    }
+}
+
+/// The write counts writer tasks share: each write is counted once, acknowledged or not.
+#[derive(Debug, Clone, Default)]
+pub struct WriteCounters {
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl WriteCounters {
+    pub fn record(&self, acknowledged: bool) {
+        let counter = if acknowledged {
+            &self.acked
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> WriteStats {
+        WriteStats {
+            acked: self.acked.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until at least `n` writes were acknowledged, looking every `poll`, or `within`
+    /// passed (false).
+    pub async fn wait_acked(&self, n: u64, within: Duration, poll: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.acked.load(Ordering::Relaxed) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(poll).await;
+        }
+        true
+    }
 }
 
 impl Writers {
@@ -40,8 +96,7 @@ impl Writers {
     ) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let checker = Arc::new(Checker::new());
-        let acked = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
+        let counters = WriteCounters::default();
         let tasks = (0..writers)
             .map(|w| {
                 let (client, target, stop, checker) = (
@@ -50,7 +105,7 @@ impl Writers {
                     stop.clone(),
                     checker.clone(),
                 );
-                let (acked, failed) = (acked.clone(), failed.clone());
+                let counters = counters.clone();
                 let prefix = prefix.to_string();
                 tokio::spawn(async move {
                     let mut seq = 0usize;
@@ -73,10 +128,8 @@ impl Writers {
                             .await
                             .is_ok_and(|r| r.status == StatusCode::NO_CONTENT);
                         checker.finish(&issued, ok);
-                        if ok {
-                            acked.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
+                        counters.record(ok);
+                        if !ok {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
@@ -87,28 +140,18 @@ impl Writers {
             stop,
             tasks,
             checker,
-            acked,
-            failed,
+            counters,
         }
     }
 
     pub fn stats(&self) -> WriteStats {
-        WriteStats {
-            acked: self.acked.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
     /// Waits until `n` writes were acknowledged, or `within` passed (false).
     pub async fn wait_acked(&self, n: u64, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while self.acked.load(Ordering::Relaxed) < n {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        true
+        let poll = Duration::from_millis(100);
+        self.counters.wait_acked(n, within, poll).await
     }
 
     /// Stops the writers and waits for the operations in flight.
@@ -117,11 +160,7 @@ impl Writers {
         for t in self.tasks {
             let _ = t.await;
         }
-        let stats = WriteStats {
-            acked: self.acked.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        };
-        (self.checker, stats)
+        (self.checker, self.counters.stats())
     }
 }
 

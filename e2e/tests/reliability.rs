@@ -56,6 +56,15 @@ async fn cache_cluster_json(ctx: &Ctx, name: &str) -> Result<Value, E2eError> {
     serde_json::to_value(&obj).map_err(|e| E2eError::check(format!("CacheCluster as JSON: {e}")))
 }
 
+/// Waits until CacheCluster `name` reports `phase` (`what`: the wait, for the timeout error).
+async fn wait_phase(ctx: &Ctx, name: &str, phase: &str, what: &str) -> Result<(), E2eError> {
+    poll(what, STEP, Duration::from_millis(200), || async {
+        let cc = cache_cluster_json(ctx, name).await?;
+        Ok((cc["status"]["phase"] == phase).then_some(()))
+    })
+    .await
+}
+
 /// Member id → the incarnation status records for it.
 async fn incarnations(ctx: &Ctx, name: &str) -> Result<Vec<(String, Option<String>)>, E2eError> {
     let cc = cache_cluster_json(ctx, name).await?;
@@ -354,29 +363,11 @@ fn operator_killed_mid_rollout_and_mid_migration_loses_no_acknowledged_write() {
         wait_rolled(&ctx, name).await?;
         // Mid-migration: scale up, kill the operator once the pending table is written.
         patch_spec(&ctx, name, json!({"replicas": 5})).await?;
-        poll(
-            "a migration in progress",
-            STEP,
-            Duration::from_millis(200),
-            || async {
-                let cc = cache_cluster_json(&ctx, name).await?;
-                Ok((cc["status"]["phase"] == "Scaling").then_some(()))
-            },
-        )
-        .await?;
+        wait_phase(&ctx, name, "Scaling", "a migration in progress").await?;
         kill_operator(&ctx).await?;
         ctx.wait_ready(name, STEP, |_| {}).await?;
         patch_spec(&ctx, name, json!({"replicas": 3})).await?;
-        poll(
-            "the scale-down in progress",
-            STEP,
-            Duration::from_millis(200),
-            || async {
-                let cc = cache_cluster_json(&ctx, name).await?;
-                Ok((cc["status"]["phase"] == "Scaling").then_some(()))
-            },
-        )
-        .await?;
+        wait_phase(&ctx, name, "Scaling", "the scale-down in progress").await?;
         kill_operator(&ctx).await?;
         finish(&ctx, name, "operator-killed", writers, t).await
     });

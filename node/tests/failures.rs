@@ -9,15 +9,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_recovers_without_losing_acknowledged_writes() {
-    let mut c = Cluster::new("kill", 3);
-    c.ring = c.fresh_ring(&[0, 1, 2], 2, 1);
-    c.write_ring_file();
-    for i in 0..3 {
-        c.start(i, &[]);
-    }
-    for i in 0..3 {
-        c.wait_ready(i).await;
-    }
+    let mut c = Cluster::started("kill", 3, 2, &[]).await;
     let checker = Checker::default();
     write_keys(&c, &checker, "a", 3_000).await;
     c.kill9(2);
@@ -30,27 +22,14 @@ async fn kill_9_then_restart_recovers_without_losing_acknowledged_writes() {
                 .contains(&2)
         })
         .unwrap();
-    let r = c
-        .http
-        .put(format!("{}/v1/keys/{key}", c.nodes[0].base()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.put(0, &format!("/v1/keys/{key}"), "x").await;
     assert_eq!(
         r.status(),
         503,
         "write acknowledged without every live owner"
     );
     // Reads keep succeeding through failover even before the operator marks the node down.
-    for i in 0..2 {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "reads failed after kill -9: {:?}",
-            &bad[..bad.len().min(3)]
-        );
-    }
+    assert_nothing_lost(&c, &checker, 0..2).await;
     // Operator marks it down; writes continue on the survivors.
     let mut down = c.ring.clone();
     down.epoch = 2;
@@ -70,16 +49,7 @@ async fn kill_9_then_restart_recovers_without_losing_acknowledged_writes() {
     up.epoch = 4;
     up.members[2].state = MemberState::Up;
     c.set_ring(up).await;
-    for i in 0..3 {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "through {}: {} lost, e.g. {:?}",
-            c.nodes[i].id,
-            bad.len(),
-            &bad[..bad.len().min(3)]
-        );
-    }
+    assert_nothing_lost(&c, &checker, 0..3).await;
     // The restarted node holds its partitions itself (RF=2 over 3 nodes: about 2/3 of the keys).
     let s: serde_json::Value = c.json(2, "/v1/stats").await;
     assert!(s["items"].as_u64().unwrap() > 2_500, "{s}");
@@ -88,13 +58,10 @@ async fn kill_9_then_restart_recovers_without_losing_acknowledged_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_reloads_after_restart_and_corrupt_snapshot_is_skipped() {
     let mut c = Cluster::new("snap", 1);
-    c.ring = c.fresh_ring(&[0], 1, 1);
-    c.write_ring_file();
     let data = c.dir.join("data");
     let data_s = data.to_string_lossy().to_string();
     let flags = ["--data-dir", data_s.as_str(), "--snapshot-interval", "1h"];
-    c.start(0, &flags);
-    c.wait_ready(0).await;
+    c.start_all(c.fresh_ring(&[0], 1, 1), 1, &flags).await;
     let checker = Checker::default();
     write_keys(&c, &checker, "s", 2_000).await;
     // Graceful stop writes the final snapshot.
@@ -136,10 +103,7 @@ async fn snapshot_reloads_after_restart_and_corrupt_snapshot_is_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_internal_input_is_rejected_and_changes_nothing() {
     let mut c = Cluster::new("bad", 1);
-    c.ring = c.fresh_ring(&[0], 1, 5);
-    c.write_ring_file();
-    c.start(0, &[]);
-    c.wait_ready(0).await;
+    c.start_all(c.fresh_ring(&[0], 1, 5), 1, &[]).await;
     let base = c.nodes[0].base();
     let put_ring = |body: String, token: Option<&'static str>| {
         let mut rb = c.http.put(format!("{base}/internal/v1/ring")).body(body);
@@ -181,15 +145,7 @@ async fn bad_internal_input_is_rejected_and_changes_nothing() {
             .status(),
         401
     );
-    let ring: serde_json::Value = c
-        .http
-        .get(format!("{base}/v1/ring"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ring = get_json(&c.http, format!("{base}/v1/ring")).await;
     assert_eq!(ring["epoch"], 5);
 
     // A truncated record stream is refused whole.
@@ -209,13 +165,5 @@ async fn bad_internal_input_is_rejected_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(
-        c.http
-            .get(format!("{base}/v1/keys/sneaky"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(c.get(0, "/v1/keys/sneaky").await.status(), 404);
 }

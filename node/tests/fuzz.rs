@@ -10,12 +10,12 @@
 
 #[path = "../../fuzz/harness.rs"]
 mod harness;
+mod support;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::BodyExt;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use ringcache_node::clock::ManualClock;
@@ -33,7 +33,6 @@ use ringcache_ring::MAX_KEY_LEN;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 // =============================================================================================
 // Wire: record streams.
@@ -458,16 +457,7 @@ async fn call(app: &Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCo
         .uri(uri)
         .body(Body::from(body))
         .unwrap_or_else(|e| panic!("test built a bad request {method} {uri}: {e}"));
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, body)
+    support::oneshot(app.clone(), req).await
 }
 
 /// An error answer: a JSON object with string `error` and `code`. Returns the code.

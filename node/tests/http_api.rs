@@ -1,9 +1,10 @@
 //! The public and internal HTTP API in-process (tower `oneshot`), with a hand-moved clock.
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
 use ringcache_node::clock::ManualClock;
 use ringcache_node::config::NodeConfig;
 use ringcache_node::engine::{ENTRY_OVERHEAD, EvictionPolicy};
@@ -13,7 +14,6 @@ use ringcache_node::server::build_state;
 use ringcache_ring::{Member, MemberState, RingDoc};
 use serde_json::Value;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -41,16 +41,7 @@ impl App {
     }
 
     async fn call(&self, req: Request<Body>) -> (StatusCode, Vec<u8>) {
-        let resp = self.router().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        (status, body)
+        support::oneshot(self.router(), req).await
     }
 
     async fn send(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, Vec<u8>) {
@@ -71,6 +62,15 @@ impl App {
     async fn put(&self, uri: &str, body: impl Into<Body>) -> StatusCode {
         self.send("PUT", uri, body).await.0
     }
+
+    /// `PUT uri` that must be stored (204).
+    async fn set(&self, uri: &str, body: impl Into<Body>) {
+        assert_eq!(
+            self.put(uri, body).await,
+            StatusCode::NO_CONTENT,
+            "PUT {uri}"
+        );
+    }
 }
 
 fn json(body: &[u8]) -> Value {
@@ -86,10 +86,7 @@ fn error_code(body: &[u8]) -> String {
 #[tokio::test]
 async fn put_get_delete_roundtrip() {
     let app = App::new();
-    assert_eq!(
-        app.put("/v1/keys/user%3A1", "hello").await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/user%3A1", "hello").await;
     let (st, body) = app.get("/v1/keys/user%3A1").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body, b"hello");
@@ -143,10 +140,7 @@ async fn bad_keys_are_400_and_store_nothing() {
         StatusCode::BAD_REQUEST
     );
     let ok = "k".repeat(250);
-    assert_eq!(
-        app.put(&format!("/v1/keys/{ok}"), "v").await,
-        StatusCode::NO_CONTENT
-    );
+    app.set(&format!("/v1/keys/{ok}"), "v").await;
     assert_eq!(app.state.engine.stats().items, 1);
 }
 
@@ -164,18 +158,9 @@ async fn bad_ttl_is_400() {
 #[tokio::test]
 async fn ttl_expires_keys() {
     let app = App::new();
-    assert_eq!(
-        app.put("/v1/keys/a?ttl=500ms", "1").await,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        app.put("/v1/keys/b?ttl=1m", "2").await,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        app.put("/v1/keys/c?ttl=30s", "3").await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/a?ttl=500ms", "1").await;
+    app.set("/v1/keys/b?ttl=1m", "2").await;
+    app.set("/v1/keys/c?ttl=30s", "3").await;
     app.clock.advance(499);
     assert_eq!(app.get("/v1/keys/a").await.0, StatusCode::OK);
     app.clock.advance(1);
@@ -200,10 +185,7 @@ impl App {
 #[tokio::test]
 async fn value_over_max_value_size_is_413_and_nothing_stored() {
     let app = App::with(|c| c.max_value_size = 1024);
-    assert_eq!(
-        app.put("/v1/keys/k", vec![0u8; 1024]).await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/k", vec![0u8; 1024]).await;
     let (st, body) = app.send("PUT", "/v1/keys/big", vec![0u8; 1025]).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(&body), "value_too_large");
@@ -231,10 +213,7 @@ fn small_memory(c: &mut NodeConfig, policy: EvictionPolicy) {
 async fn eviction_none_gives_507_when_full() {
     let app = App::with(|c| small_memory(c, EvictionPolicy::None));
     for k in ["k1", "k2", "k3"] {
-        assert_eq!(
-            app.put(&format!("/v1/keys/{k}"), "0123456789").await,
-            StatusCode::NO_CONTENT
-        );
+        app.set(&format!("/v1/keys/{k}"), "0123456789").await;
     }
     let (st, body) = app.send("PUT", "/v1/keys/k4", "0123456789").await;
     assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE);
@@ -250,10 +229,7 @@ async fn lru_eviction_under_max_memory_evicts_least_recent() {
         app.put(&format!("/v1/keys/{k}"), "0123456789").await;
     }
     app.get("/v1/keys/k1").await;
-    assert_eq!(
-        app.put("/v1/keys/k4", "0123456789").await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/k4", "0123456789").await;
     assert_eq!(app.get("/v1/keys/k2").await.0, StatusCode::NOT_FOUND);
     for k in ["k1", "k3", "k4"] {
         assert_eq!(
@@ -278,10 +254,7 @@ async fn lfu_eviction_under_max_memory_evicts_least_frequent() {
         app.get("/v1/keys/k3").await;
     }
     app.get("/v1/keys/k2").await;
-    assert_eq!(
-        app.put("/v1/keys/k4", "0123456789").await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/k4", "0123456789").await;
     assert_eq!(app.get("/v1/keys/k2").await.0, StatusCode::NOT_FOUND);
     assert_eq!(app.get("/v1/keys/k1").await.0, StatusCode::OK);
     assert_eq!(app.get("/v1/keys/k3").await.0, StatusCode::OK);
@@ -427,11 +400,14 @@ fn two_member_ring(epoch: u64) -> RingDoc {
 }
 
 impl App {
+    /// `PUT /internal/v1/ring` of `ring` with `token` as the bearer token.
+    async fn put_ring(&self, ring: &RingDoc, token: Option<&str>) -> (StatusCode, Vec<u8>) {
+        self.call(internal_put(ring.to_json_pretty(), token)).await
+    }
+
     /// Pushes `ring` with the internal token "int", as the operator would, and expects 204.
     async fn push_ring(&self, ring: &RingDoc) {
-        let (st, body) = self
-            .call(internal_put(ring.to_json_pretty(), Some("int")))
-            .await;
+        let (st, body) = self.put_ring(ring, Some("int")).await;
         assert_eq!(
             st,
             StatusCode::NO_CONTENT,
@@ -462,53 +438,29 @@ async fn internal_routes_are_403_without_a_configured_token() {
 #[tokio::test]
 async fn ring_push_accepts_newer_refuses_older_invalid_and_bad_tokens() {
     let app = App::with(|c| c.internal_token = Some("int".into()));
-    let (st, _) = app
-        .call(internal_put(two_member_ring(2).to_json_pretty(), None))
-        .await;
+    let (st, _) = app.put_ring(&two_member_ring(2), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let (st, _) = app
-        .call(internal_put(
-            two_member_ring(2).to_json_pretty(),
-            Some("bad"),
-        ))
-        .await;
+    let (st, _) = app.put_ring(&two_member_ring(2), Some("bad")).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(app.state.ring.epoch(), 0);
 
-    let (st, _) = app
-        .call(internal_put(
-            two_member_ring(2).to_json_pretty(),
-            Some("int"),
-        ))
-        .await;
+    let (st, _) = app.put_ring(&two_member_ring(2), Some("int")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(app.state.ring.epoch(), 2);
     let served = RingDoc::from_json(&app.get("/v1/ring").await.1).unwrap();
     assert_eq!(served, two_member_ring(2));
     // Same epoch again: accepted, nothing changes.
-    let (st, _) = app
-        .call(internal_put(
-            two_member_ring(2).to_json_pretty(),
-            Some("int"),
-        ))
-        .await;
+    let (st, _) = app.put_ring(&two_member_ring(2), Some("int")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
 
-    let (st, b) = app
-        .call(internal_put(
-            two_member_ring(1).to_json_pretty(),
-            Some("int"),
-        ))
-        .await;
+    let (st, b) = app.put_ring(&two_member_ring(1), Some("int")).await;
     assert_eq!(st, StatusCode::CONFLICT);
     assert_eq!(error_code(&b), "older_epoch");
 
     let mut invalid = two_member_ring(5);
     invalid.replication_factor = 2;
     invalid.table[3] = vec![0, 7];
-    let (st, b) = app
-        .call(internal_put(invalid.to_json_pretty(), Some("int")))
-        .await;
+    let (st, b) = app.put_ring(&invalid, Some("int")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let v = json(&b);
     assert_eq!(v["code"], "invalid_ring");
@@ -563,10 +515,7 @@ async fn keys_are_refused_until_the_configured_ring_is_loaded() {
     assert_eq!(app.state.engine.stats().items, 0);
 
     app.push_ring(&two_member_ring(1)).await;
-    assert_eq!(
-        app.put("/v1/keys/k", b"v".to_vec()).await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/k", b"v".to_vec()).await;
     assert_eq!(app.get("/v1/keys/k").await, (StatusCode::OK, b"v".to_vec()));
 }
 
@@ -578,10 +527,7 @@ async fn a_recovering_node_does_not_serve_reads_it_holds() {
         c.internal_token = Some("int".into());
     });
     app.push_ring(&two_member_ring(1)).await;
-    assert_eq!(
-        app.put("/v1/keys/k", b"v".to_vec()).await,
-        StatusCode::NO_CONTENT
-    );
+    app.set("/v1/keys/k", b"v".to_vec()).await;
 
     // Now this node is `recovering` and co-owns every partition with node-1 (nothing listens on
     // its address): the read must go to node-1, not be answered from the possibly stale local copy.
@@ -622,10 +568,7 @@ async fn internal_multi_get_answers_each_key_found_missing_or_not_served() {
         .map(|i| format!("absent-{i}"))
         .find(|k| ringcache_ring::partition_of(k.as_bytes(), 64) != theirs)
         .unwrap();
-    assert_eq!(
-        app.put(&format!("/v1/keys/{mine}"), "v1").await,
-        StatusCode::NO_CONTENT
-    );
+    app.set(&format!("/v1/keys/{mine}"), "v1").await;
 
     let mut body = bytes::BytesMut::new();
     body.put_u32_le(3);

@@ -1,14 +1,11 @@
 //! The real binary: starts from flags, serves on loopback, exits 0 on SIGTERM.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+use std::ffi::OsStr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use support::{free_port, get_json, send_get, send_put, wait_ok};
 
 struct Node(Child);
 
@@ -19,21 +16,13 @@ impl Drop for Node {
     }
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "node did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[tokio::test]
-async fn binary_serves_and_exits_zero_on_sigterm() {
+/// The binary as node `solo` on a free loopback port (no ring file), with `extra` arguments;
+/// returns it, its base URL and a client once it answers `/healthz`.
+async fn start_solo<I, S>(extra: I) -> (Node, String, reqwest::Client)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
         .args([
@@ -41,57 +30,52 @@ async fn binary_serves_and_exits_zero_on_sigterm() {
             &format!("127.0.0.1:{port}"),
             "--node-id",
             "solo",
-            "--max-memory",
-            "64Mi",
         ])
+        .args(extra)
         .env_remove("RINGCACHE_RING_FILE")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut node = Node(child);
+    let node = Node(child);
     let base = format!("http://127.0.0.1:{port}");
     let client = {
         ringcache_node::tls::install_crypto_provider();
         reqwest::Client::new()
     };
-    wait_healthy(&client, &base).await;
-    let r = client
-        .put(format!("{base}/v1/keys/hello"))
-        .body("world")
-        .send()
-        .await
-        .unwrap();
+    let healthz = format!("{base}/healthz");
+    wait_ok(&client, &healthz, 20, "node did not become healthy").await;
+    (node, base, client)
+}
+
+/// Waits for `node` to exit (fails with `what` after 10 s).
+async fn wait_exit(node: &mut Node, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = node.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_and_exits_zero_on_sigterm() {
+    let (mut node, base, client) = start_solo(["--max-memory", "64Mi"]).await;
+    let r = send_put(&client, format!("{base}/v1/keys/hello"), "world").await;
     assert_eq!(r.status(), 204);
-    let r = client
-        .get(format!("{base}/v1/keys/hello"))
-        .send()
-        .await
-        .unwrap();
+    let r = send_get(&client, format!("{base}/v1/keys/hello")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "world");
-    let ring: serde_json::Value = client
-        .get(format!("{base}/v1/ring"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ring = get_json(&client, format!("{base}/v1/ring")).await;
     assert_eq!(ring["members"][0]["id"], "solo");
     assert_eq!(ring["epoch"], 0);
 
     let pid = node.0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = node.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "node did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_exit(&mut node, "node did not exit after SIGTERM").await;
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -111,28 +95,9 @@ async fn abort_kills_the_process_at_once_and_only_with_the_internal_token() {
     let dir = std::env::temp_dir().join(format!("rc-abort-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("token"), "tok").unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--node-id",
-            "solo",
-        ])
-        .arg("--internal-token-file")
-        .arg(dir.join("token"))
-        .env_remove("RINGCACHE_RING_FILE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut node = Node(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = {
-        ringcache_node::tls::install_crypto_provider();
-        reqwest::Client::new()
-    };
-    wait_healthy(&client, &base).await;
+    let token_file = dir.join("token");
+    let (mut node, base, client) =
+        start_solo([OsStr::new("--internal-token-file"), token_file.as_os_str()]).await;
     let r = client
         .post(format!("{base}/internal/v1/abort"))
         .send()
@@ -150,14 +115,7 @@ async fn abort_kills_the_process_at_once_and_only_with_the_internal_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = node.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "node still running after abort");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_exit(&mut node, "node still running after abort").await;
     // Died of a signal (SIGABRT), not a clean exit: no drain, no snapshot.
     assert!(status.code().is_none(), "exit status {status:?}");
     let _ = std::fs::remove_dir_all(&dir);

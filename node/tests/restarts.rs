@@ -11,16 +11,7 @@ use support::*;
 
 /// A 3-node RF=2 cluster (or `n` nodes) whose ring vouches for every running process.
 async fn vouched_cluster(name: &str, n: usize, extra: &[&str]) -> Cluster {
-    let mut c = Cluster::new(name, n);
-    let members: Vec<usize> = (0..n).collect();
-    c.ring = c.fresh_ring(&members, 2, 1);
-    c.write_ring_file();
-    for i in 0..n {
-        c.start(i, extra);
-    }
-    for i in 0..n {
-        c.wait_ready(i).await;
-    }
+    let mut c = Cluster::started(name, n, 2, extra).await;
     let mut ring = c.vouched(c.ring.clone()).await;
     ring.epoch = 2;
     c.set_ring(ring).await;
@@ -56,14 +47,16 @@ async fn recover(c: &mut Cluster, i: usize) {
     c.wait_ready(i).await;
 }
 
+/// `key` is not found through any node.
+async fn assert_deleted_everywhere(c: &Cluster, key: &str) {
+    for i in 0..c.nodes.len() {
+        let r = c.get(i, &format!("/v1/keys/{key}")).await;
+        assert_eq!(r.status(), 404, "deleted key came back through rc-{i}");
+    }
+}
+
 async fn status_and_code(c: &Cluster, i: usize, path: &str) -> (u16, serde_json::Value) {
-    match c
-        .http
-        .get(format!("{}{path}", c.nodes[i].base()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-    {
+    match c.get_internal(i, path).await {
         Ok(r) => {
             let status = r.status().as_u16();
             (status, r.json().await.unwrap_or_default())
@@ -108,23 +101,13 @@ async fn a_restarted_process_serves_nothing_from_its_store_until_it_has_recovere
     let sample: Vec<String> = with_0.iter().take(300).cloned().collect();
     let acked = checker.acked.lock().clone();
     for k in &sample {
-        let r = c
-            .http
-            .get(format!("{}/v1/keys/{k}", c.nodes[2].base()))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(2, &format!("/v1/keys/{k}")).await;
         assert_eq!(r.status(), 200, "{k} through the restarted node");
         assert_eq!(r.text().await.unwrap(), acked[k]);
     }
     // Keys whose other owner is frozen cannot be read, but they are never reported missing.
     for k in with_1.iter().take(5) {
-        let r = c
-            .http
-            .get(format!("{}/v1/keys/{k}", c.nodes[2].base()))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(2, &format!("/v1/keys/{k}")).await;
         assert_ne!(
             r.status(),
             404,
@@ -135,14 +118,7 @@ async fn a_restarted_process_serves_nothing_from_its_store_until_it_has_recovere
     c.signal(1, "CONT");
     c.wait_ready(2).await;
     recover(&mut c, 2).await;
-    for i in 0..3 {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "through rc-{i}: {:?}",
-            &bad[..bad.len().min(3)]
-        );
-    }
+    assert_nothing_lost(&c, &checker, 0..3).await;
 }
 
 /// Mechanism 2: a partition with no live source counted as done, so a member became `up`
@@ -178,15 +154,7 @@ async fn a_partition_without_a_complete_source_is_reported_lost_not_done() {
         .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
         .unwrap_or_default();
     assert_eq!(lost, expected, "report: {m}");
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.nodes[2].base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.get_text(2, "/metrics").await;
     assert!(
         metrics.contains(&format!(
             "ringcache_unrecoverable_partitions {}",
@@ -198,13 +166,8 @@ async fn a_partition_without_a_complete_source_is_reported_lost_not_done() {
     let shared: Vec<String> = keys_owned_by(&c, 2, 0, &checker);
     let acked = checker.acked.lock().clone();
     for k in shared.iter().take(200) {
-        let r = c
-            .http
-            .get(format!("{}/v1/keys/{k}", c.nodes[0].base()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.text().await.unwrap(), acked[k], "{k}");
+        let value = c.get_text(0, &format!("/v1/keys/{k}")).await;
+        assert_eq!(value, acked[k], "{k}");
     }
 }
 
@@ -254,25 +217,12 @@ async fn a_replica_that_missed_an_acknowledged_write_is_reported_and_repaired() 
 async fn a_delete_survives_eviction_and_a_recovering_replica_cannot_resurrect_it() {
     let mut c = vouched_cluster("evict", 2, &["--max-memory", "256Ki"]).await;
     let b0 = c.nodes[0].base();
-    let r = c
-        .http
-        .put(format!("{b0}/v1/keys/doomed"))
-        .body("old value")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(c.put(0, "/v1/keys/doomed", "old value").await.status(), 204);
     // rc-1 keeps the value while it is away (frozen, then marked down).
     c.signal(1, "STOP");
     let ring = Cluster::with_member(&c.ring, 3, 1, Down, c.ring.members[1].incarnation.clone());
     c.set_ring(ring).await;
-    let r = c
-        .http
-        .delete(format!("{b0}/v1/keys/doomed"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(c.delete(0, "/v1/keys/doomed").await.status(), 204);
     // Fill rc-0 far past its memory bound: the tombstone is its least recently used entry.
     let checker = Checker::default();
     for i in 0..3_000 {
@@ -285,15 +235,7 @@ async fn a_delete_survives_eviction_and_a_recovering_replica_cannot_resurrect_it
     assert_eq!(s["tombstones"], 1, "tombstone evicted: {s}");
     c.signal(1, "CONT");
     recover(&mut c, 1).await;
-    for i in 0..2 {
-        let r = c
-            .http
-            .get(format!("{}/v1/keys/doomed", c.nodes[i].base()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404, "deleted key came back through rc-{i}");
-    }
+    assert_deleted_everywhere(&c, "doomed").await;
 }
 
 /// Mechanism 4, the snapshot form: a snapshot taken before a delete and restored after the
@@ -312,15 +254,7 @@ async fn a_snapshot_restored_after_the_tombstone_grace_cannot_resurrect_a_delete
     c.start(1, &with_data);
     c.wait_alive(1).await;
     recover(&mut c, 1).await;
-    let b0 = c.nodes[0].base();
-    let r = c
-        .http
-        .put(format!("{b0}/v1/keys/doomed"))
-        .body("old value")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(c.put(0, "/v1/keys/doomed", "old value").await.status(), 204);
     c.terminate(1);
     assert!(
         data.join("snapshot.bin").exists(),
@@ -328,13 +262,7 @@ async fn a_snapshot_restored_after_the_tombstone_grace_cannot_resurrect_a_delete
     );
     let ring = Cluster::with_member(&c.ring, c.ring.epoch + 1, 1, Down, None);
     c.set_ring(ring).await;
-    let r = c
-        .http
-        .delete(format!("{b0}/v1/keys/doomed"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(c.delete(0, "/v1/keys/doomed").await.status(), 204);
     // The grace passes and rc-0 forgets the delete.
     let deadline = Instant::now() + Duration::from_secs(20);
     while c.json(0, "/v1/stats").await["tombstones"] != 0 {
@@ -344,13 +272,5 @@ async fn a_snapshot_restored_after_the_tombstone_grace_cannot_resurrect_a_delete
     c.start(1, &with_data);
     c.wait_alive(1).await;
     recover(&mut c, 1).await;
-    for i in 0..2 {
-        let r = c
-            .http
-            .get(format!("{}/v1/keys/doomed", c.nodes[i].base()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404, "deleted key came back through rc-{i}");
-    }
+    assert_deleted_everywhere(&c, "doomed").await;
 }

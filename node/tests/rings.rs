@@ -57,15 +57,7 @@ async fn ring_file_swapped_by_symlink_is_picked_up_and_peers_spread_newer_epochs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_consistency_one_replicates_asynchronously_to_every_owner() {
-    let mut c = Cluster::new("one", 3);
-    c.ring = c.fresh_ring(&[0, 1, 2], 2, 1);
-    c.write_ring_file();
-    for i in 0..3 {
-        c.start(i, &["--write-consistency", "one"]);
-    }
-    for i in 0..3 {
-        c.wait_ready(i).await;
-    }
+    let c = Cluster::started("one", 3, 2, &["--write-consistency", "one"]).await;
     let checker = Checker::default();
     write_keys(&c, &checker, "q", 3_000).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -76,15 +68,7 @@ async fn write_consistency_one_replicates_asynchronously_to_every_owner() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let m = c
-        .http
-        .get(format!("{}/metrics", c.nodes[0].base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = c.get_text(0, "/metrics").await;
     assert!(m.contains("ringcache_replication_queue_length 0"), "{m}");
     for i in 0..3 {
         assert!(checker.verify(&c.http, &c.nodes[i].base()).await.is_empty());

@@ -13,27 +13,10 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_rf2_keys_readable_through_every_node() {
     // 20k keys, as the issue asks.
-    let mut c = Cluster::new("rf2", 3);
-    c.ring = c.fresh_ring(&[0, 1, 2], 2, 1);
-    c.write_ring_file();
-    for i in 0..3 {
-        c.start(i, &[]);
-    }
-    for i in 0..3 {
-        c.wait_ready(i).await;
-    }
+    let c = Cluster::started("rf2", 3, 2, &[]).await;
     let checker = Checker::default();
     write_keys(&c, &checker, "k", 20_000).await;
-    for i in 0..3 {
-        let bad = checker.verify(&c.http, &c.nodes[i].base()).await;
-        assert!(
-            bad.is_empty(),
-            "through {}: {} misses, e.g. {:?}",
-            c.nodes[i].id,
-            bad.len(),
-            &bad[..bad.len().min(3)]
-        );
-    }
+    assert_nothing_lost(&c, &checker, 0..3).await;
     // One batch of gets through one node: most are forwarded (and coalesced per owner); every
     // answer is the acknowledged value, in op order.
     let acked: Vec<(String, String)> = checker
@@ -47,16 +30,7 @@ async fn three_nodes_rf2_keys_readable_through_every_node() {
         .iter()
         .map(|(k, _)| serde_json::json!({"op": "get", "key": k}))
         .collect();
-    let r: serde_json::Value = c
-        .http
-        .post(format!("{}/v1/batch", c.nodes[0].base()))
-        .json(&serde_json::json!({ "ops": ops }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = c.batch(0, &ops).await.json().await.unwrap();
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), acked.len());
     for ((k, v), res) in acked.iter().zip(results) {
@@ -80,15 +54,7 @@ async fn scale_out_3_to_5_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_5_to_3_moves_data_before_nodes_stop() {
-    let mut c = Cluster::new("scalein", 5);
-    c.ring = c.fresh_ring(&[0, 1, 2, 3, 4], 2, 1);
-    c.write_ring_file();
-    for i in 0..5 {
-        c.start(i, &[]);
-    }
-    for i in 0..5 {
-        c.wait_ready(i).await;
-    }
+    let mut c = Cluster::started("scalein", 5, 2, &[]).await;
     let checker = Checker::default();
     write_keys(&c, &checker, "pre", 5_000).await;
 
@@ -132,7 +98,7 @@ async fn pulling_one_large_partition_keeps_memory_flat() {
     // partition. Holding it in memory anywhere along the pull would show as peak RSS growth.
     const KEYS: usize = 48_000;
     let mut c = Cluster::new("flat", 2);
-    c.ring = RingDoc {
+    let ring = RingDoc {
         version: 1,
         epoch: 1,
         partitions: 2,
@@ -142,9 +108,7 @@ async fn pulling_one_large_partition_keeps_memory_flat() {
         table: vec![vec![0], vec![0]],
         pending: None,
     };
-    c.write_ring_file();
-    c.start(0, &["--max-memory", "1Gi"]);
-    c.wait_ready(0).await;
+    c.start_all(ring, 1, &["--max-memory", "1Gi"]).await;
     let keys: Vec<String> = (0..)
         .map(|i| format!("big-{i}"))
         .filter(|k| ringcache_ring::partition_of(k.as_bytes(), 2) == 1)
@@ -156,14 +120,7 @@ async fn pulling_one_large_partition_keeps_memory_flat() {
             .iter()
             .map(|k| serde_json::json!({"op": "set", "key": k, "value": value}))
             .collect();
-        let r = c
-            .http
-            .post(format!("{}/v1/batch", c.nodes[0].base()))
-            .json(&serde_json::json!({ "ops": ops }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(c.batch(0, &ops).await.status(), 200);
     }
     let data_kib = (KEYS * (1024 + 10) / 1024) as u64;
 
@@ -225,7 +182,7 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
         state,
         incarnation: None,
     };
-    c.ring = RingDoc {
+    let ring = RingDoc {
         version: 1,
         epoch: 1,
         partitions: PARTITIONS,
@@ -239,20 +196,8 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
         table: vec![vec![0, 1]; PARTITIONS as usize],
         pending: None,
     };
-    c.write_ring_file();
-    for i in 0..2 {
-        c.start(i, &["--write-consistency", "one"]);
-    }
-    for i in 0..2 {
-        c.wait_ready(i).await;
-    }
-    let r = c
-        .http
-        .put(format!("{}/v1/keys/fenced", c.nodes[0].base()))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
+    c.start_all(ring, 2, &["--write-consistency", "one"]).await;
+    let r = c.put(0, "/v1/keys/fenced", "v").await;
     assert_eq!(r.status(), 204, "acknowledged at once (consistency one)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.json(0, "/healthz").await["oldestWriteEpoch"] != 1 {
@@ -306,11 +251,5 @@ async fn a_pull_waits_for_writes_still_replicating_under_the_old_ring() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     c.wait_migrations(&[1], 2).await;
-    let got = c
-        .http
-        .get(format!("{}/v1/keys/fenced", c.nodes[1].base()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.status(), 200);
+    assert_eq!(c.get(1, "/v1/keys/fenced").await.status(), 200);
 }

@@ -2,6 +2,8 @@
 //! internal token changes a node's ring or makes it contact anyone; every bound is hit and shown
 //! to change nothing. Nodes run in-process on 127.0.0.0/8 with the real server loop.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use ringcache_node::node::SharedNode;
 use ringcache_node::serve::{Limits, serve};
 use ringcache_node::server::build_state;
 use ringcache_ring::{Member, MemberState, Pending, RingDoc};
+use support::{get_json, send_put, wait_ok};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -482,16 +485,8 @@ async fn slow_headers_and_stalled_bodies_are_cut_off_and_store_nothing() {
     assert!(!text.starts_with("HTTP/1.1 204"), "{text}");
     assert_eq!(node.state.engine.stats().items, 0, "nothing stored");
     // The node still serves.
-    assert_eq!(
-        http()
-            .put(format!("http://{}/v1/keys/after", node.addr))
-            .body("v")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    let after = format!("http://{}/v1/keys/after", node.addr);
+    assert_eq!(send_put(&http(), after, "v").await.status(), 204);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,19 +530,8 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
     );
     // A slot freed is a slot served.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ok = http()
-            .get(format!("http://{}/healthz", node.addr))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no slot after one was freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let healthz = format!("http://{}/healthz", node.addr);
+    wait_ok(&http(), &healthz, 5, "no slot after one was freed").await;
 }
 
 /// A source serving partition pulls as `body` says, to a node that gains every partition.
@@ -558,10 +542,16 @@ async fn gainer_pulling_from(
     let (sl, source_addr) = listener("127.0.0.1").await;
     let source = Recorder::default();
     source.serve(sl, source_body).await;
+    (gainer_of_every_partition(&source_addr, f).await, source)
+}
+
+/// A joining node (configured by `f`) whose pending table moves every partition from the member
+/// at `source_addr` to it, with its migration running.
+async fn gainer_of_every_partition(source_addr: &str, f: impl FnOnce(&mut NodeConfig)) -> Node {
     let (nl, node_addr) = listener("127.0.0.1").await;
     let mut r = ring(
         2,
-        vec![member("source", &source_addr), member("self", &node_addr)],
+        vec![member("source", source_addr), member("self", &node_addr)],
     );
     r.members[1].state = MemberState::Joining;
     r.table = vec![vec![0]; 8];
@@ -571,7 +561,25 @@ async fn gainer_pulling_from(
     let node = start_node(nl, &node_addr, None, Limits::default(), f).await;
     node.state.ring.update(r).unwrap();
     tokio::spawn(ringcache_node::cluster::migration::run(node.state.clone()));
-    (node, source)
+    node
+}
+
+/// Waits until `node`'s migration reports an error containing `needle` (fails with `what` after
+/// 20 s); returns that status.
+async fn wait_migration_error(
+    node: &Node,
+    needle: &str,
+    what: &str,
+) -> ringcache_node::cluster::migration::MigrationStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = ringcache_node::cluster::migration::status(&node.state);
+        if st.error.as_deref().is_some_and(|e| e.contains(needle)) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{what}: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn healthz_settled(path: &str) -> Option<(u16, Vec<u8>)> {
@@ -600,20 +608,8 @@ async fn a_pulled_value_over_max_value_size_is_refused_and_nothing_is_applied() 
         |c| c.max_value_size = 1024,
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = ringcache_node::cluster::migration::status(&node.state);
-        if st
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("maximum value size"))
-        {
-            assert!(!st.done);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no error reported: {st:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let st = wait_migration_error(&node, "maximum value size", "no error reported").await;
+    assert!(!st.done);
     assert!(source.count() > 0);
     assert_eq!(node.state.engine.stats().items, 0, "nothing applied");
 }
@@ -658,38 +654,11 @@ async fn a_pull_from_a_source_that_stops_sending_fails_instead_of_hanging() {
             }
         });
     }
-    let (nl, node_addr) = listener("127.0.0.1").await;
-    let mut r = ring(
-        2,
-        vec![member("source", &source_addr), member("self", &node_addr)],
-    );
-    r.members[1].state = MemberState::Joining;
-    r.table = vec![vec![0]; 8];
-    r.pending = Some(Pending {
-        table: vec![vec![1]; 8],
-    });
-    let node = start_node(nl, &node_addr, None, Limits::default(), |c| {
+    let node = gainer_of_every_partition(&source_addr, |c| {
         c.body_idle_timeout_ms = 500;
     })
     .await;
-    node.state.ring.update(r).unwrap();
-    tokio::spawn(ringcache_node::cluster::migration::run(node.state.clone()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = ringcache_node::cluster::migration::status(&node.state);
-        if st
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("no data for"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stalled pull was never cut off: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_migration_error(&node, "no data for", "the stalled pull was never cut off").await;
     assert!(served.load(Ordering::Relaxed) > 0);
 }
 
@@ -741,16 +710,8 @@ async fn rss_stays_under_max_memory_plus_64_mib_under_hostile_bodies() {
     let pid = child.id();
     let http = http();
     let base = format!("http://{addr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "node did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let healthz = format!("{base}/healthz");
+    wait_ok(&http, &healthz, 20, "node did not start").await;
     // 48 MiB of 1 MiB values: most of maxMemory.
     let value = vec![b'v'; (MIB - 300) as usize];
     for i in 0..48 {
@@ -825,14 +786,7 @@ async fn rss_stays_under_max_memory_plus_64_mib_under_hostile_bodies() {
         t.await.unwrap();
     }
     let peak = proc_kib(pid, "VmHWM") * 1024;
-    let stats: serde_json::Value = http
-        .get(format!("{base}/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&http, format!("{base}/v1/stats")).await;
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

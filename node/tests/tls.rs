@@ -85,14 +85,10 @@ async fn tls_cluster_scales_out_under_load_and_refuses_plain_http() {
 
     // curl with the CA reads a key back over HTTPS.
     assert_eq!(c.status(0, "/healthz").await, 200);
-    let put = c
-        .http
-        .put(format!("{}/v1/keys/curl-key", c.nodes[1].base()))
-        .body("over-tls")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    assert_eq!(
+        c.put(1, "/v1/keys/curl-key", "over-tls").await.status(),
+        204
+    );
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
         .arg(c.dir.join("tls/ca.crt"))
@@ -172,16 +168,8 @@ async fn peers_refuse_a_certificate_from_another_ca() {
     c.wait_ready(0).await;
     let rogue_client = client_trusting(&rogue_ca);
     let rogue_base = c.nodes[1].base();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !rogue_client
-        .get(format!("{rogue_base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "rogue node not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let readyz = format!("{rogue_base}/readyz");
+    wait_ok(&rogue_client, &readyz, 30, "rogue node not ready").await;
 
     let keys = (0..200).map(|i| format!("k-{i}"));
     let on_rogue = owned_by(&c, 1, keys.clone());
@@ -191,45 +179,26 @@ async fn peers_refuse_a_certificate_from_another_ca() {
     // Writes through node 0 of keys the rogue owns must reach it over TLS: node 0 refuses the
     // handshake, so the write fails and the rogue stores nothing.
     for k in &on_rogue[..5] {
-        let r = c
-            .http
-            .put(format!("{}/v1/keys/{k}", c.nodes[0].base()))
-            .body("v")
-            .send()
-            .await
-            .unwrap();
+        let r = c.put(0, &format!("/v1/keys/{k}"), "v").await;
         assert!(
             r.status().is_server_error(),
             "{k}: write forwarded to a peer with a foreign certificate: {}",
             r.status()
         );
     }
-    let items = rogue_client
-        .get(format!("{rogue_base}/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["items"]
-        .as_u64();
+    let items = get_json(&rogue_client, format!("{rogue_base}/v1/stats")).await["items"].as_u64();
     assert_eq!(items, Some(0), "the rogue node received data");
 
     // A key the rogue holds (written to it directly) is not read through node 0 either.
     let k = &on_rogue[5];
-    let r = rogue_client
-        .put(format!("{rogue_base}/v1/keys/{k}"))
-        .body("rogue-value")
-        .send()
-        .await
-        .unwrap();
+    let r = send_put(
+        &rogue_client,
+        format!("{rogue_base}/v1/keys/{k}"),
+        "rogue-value",
+    )
+    .await;
     assert_eq!(r.status(), 204);
-    let r = c
-        .http
-        .get(format!("{}/v1/keys/{k}", c.nodes[0].base()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(0, &format!("/v1/keys/{k}")).await;
     assert!(r.status().is_server_error(), "read through: {}", r.status());
 
     // Node 0's own keys are unaffected.
@@ -257,10 +226,8 @@ fn der_of(pem: &str) -> Vec<u8> {
 async fn a_certificate_swapped_on_disk_is_served_without_a_restart() {
     let ca = Ca::new("rotating CA").unwrap();
     let (mut c, flags) = tls_cluster("tls-rotate", 1, &ca);
-    c.ring = c.fresh_ring(&[0], 1, 1);
-    c.write_ring_file();
-    c.start(0, &flags.iter().map(String::as_str).collect::<Vec<_>>());
-    c.wait_ready(0).await;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    c.start_all(c.fresh_ring(&[0], 1, 1), 1, &flags).await;
     let dir: PathBuf = c.dir.join("tls");
     let pid = c.nodes[0].child.as_ref().unwrap().id();
     let first = std::fs::read_to_string(dir.join("tls.crt")).unwrap();

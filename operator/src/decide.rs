@@ -501,6 +501,36 @@ mod tests {
         outdated: Vec<u32>,
     }
 
+    impl Case {
+        /// `spec` against `ring` (`None`: no ring yet) with these pods, no migration reports and
+        /// every pod on the current revision.
+        fn new(spec: &'static str, ring: Option<RingDoc>, pods: Vec<(u32, bool)>) -> Self {
+            Case {
+                spec,
+                ring,
+                pods,
+                reports: vec![],
+                outdated: vec![],
+            }
+        }
+
+        fn reports(self, reports: Vec<(u32, u64, bool)>) -> Self {
+            Case { reports, ..self }
+        }
+
+        fn outdated(self, ordinals: &[u32]) -> Self {
+            Case {
+                outdated: ordinals.to_vec(),
+                ..self
+            }
+        }
+    }
+
+    /// Members `0..n` all report `epoch` done.
+    fn all_done(n: u32, epoch: u64) -> Vec<(u32, u64, bool)> {
+        (0..n).map(|i| (i, epoch, true)).collect()
+    }
+
     fn names() -> Names {
         Names::new("demo")
     }
@@ -627,43 +657,27 @@ mod tests {
         (0..n).map(|i| (i, true)).collect()
     }
 
-    fn start_scale_up() -> RingDoc {
-        let d = run(Case {
-            spec: r#"{"replicas":5}"#,
-            ring: Some(ring(3, 2, &[])),
-            pods: ready(5),
-            reports: vec![],
-            outdated: vec![],
-        });
+    /// The ring with a pending table after `spec` asks a ready, committed ring of `from`
+    /// members to change size (all five pods running).
+    fn start_migration(spec: &'static str, from: u32) -> RingDoc {
+        let d = run(Case::new(spec, Some(ring(from, 2, &[])), ready(5)));
         match d.action {
             Action::StartMigration { ring, .. } => ring,
             other => panic!("expected StartMigration, got {other:?}"),
         }
     }
 
+    fn start_scale_up() -> RingDoc {
+        start_migration(r#"{"replicas":5}"#, 3)
+    }
+
     fn start_scale_down() -> RingDoc {
-        let d = run(Case {
-            spec: r#"{"replicas":3}"#,
-            ring: Some(ring(5, 2, &[])),
-            pods: ready(5),
-            reports: vec![],
-            outdated: vec![],
-        });
-        match d.action {
-            Action::StartMigration { ring, .. } => ring,
-            other => panic!("expected StartMigration, got {other:?}"),
-        }
+        start_migration(r#"{"replicas":3}"#, 5)
     }
 
     #[test]
     fn new_cluster_creates_a_ring_and_all_pods() {
-        let d = run(Case {
-            spec: r#"{"replicas":3}"#,
-            ring: None,
-            pods: vec![],
-            reports: vec![],
-            outdated: vec![],
-        });
+        let d = run(Case::new(r#"{"replicas":3}"#, None, vec![]));
         assert_eq!(d.sts_replicas, Some(3));
         let Action::CreateRing(r) = d.action else {
             panic!("{:?}", d.action)
@@ -674,13 +688,11 @@ mod tests {
 
     #[test]
     fn invalid_spec_does_nothing() {
-        let d = run(Case {
-            spec: r#"{"replicas":1,"replicationFactor":3}"#,
-            ring: Some(ring(3, 2, &[])),
-            pods: ready(3),
-            reports: vec![],
-            outdated: vec![],
-        });
+        let d = run(Case::new(
+            r#"{"replicas":1,"replicationFactor":3}"#,
+            Some(ring(3, 2, &[])),
+            ready(3),
+        ));
         assert_eq!(d.sts_replicas, None);
         assert!(matches!(
             d.action,
@@ -690,13 +702,11 @@ mod tests {
 
     #[test]
     fn partitions_change_is_invalid() {
-        let d = run(Case {
-            spec: r#"{"replicas":3,"partitions":64}"#,
-            ring: Some(ring(3, 2, &[])),
-            pods: ready(3),
-            reports: vec![],
-            outdated: vec![],
-        });
+        let d = run(Case::new(
+            r#"{"replicas":3,"partitions":64}"#,
+            Some(ring(3, 2, &[])),
+            ready(3),
+        ));
         assert!(matches!(
             d.action,
             Action::Invalid(SpecError::PartitionsChanged { .. })
@@ -714,25 +724,17 @@ mod tests {
         let cases: Vec<(&str, Case, Option<u32>, Check)> = vec![
             (
                 "steady cluster",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(3),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(ring(3, 2, &[])), ready(3)),
                 Some(3),
                 |a| matches!(a, Action::Steady),
             ),
             (
                 "first pods of a new cluster ready: members up (nothing to recover from)",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[Down, Down, Down])),
-                    pods: ready(3),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Down, Down, Down])),
+                    ready(3),
+                ),
                 Some(3),
                 |a| {
                     matches!(a, Action::UpdateMembers { ring, .. }
@@ -741,13 +743,11 @@ mod tests {
             ),
             (
                 "restarted pod ready again while others serve: recovering",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[Up, Down, Up])),
-                    pods: ready(3),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Down, Up])),
+                    ready(3),
+                ),
                 Some(3),
                 |a| {
                     matches!(a, Action::UpdateMembers { ring, transitions, .. }
@@ -756,37 +756,33 @@ mod tests {
             ),
             (
                 "recovering member reports done: up",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[Up, Recovering, Up])),
-                    pods: ready(3),
-                    reports: vec![(1, 10, true)],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Recovering, Up])),
+                    ready(3),
+                )
+                .reports(vec![(1, 10, true)]),
                 Some(3),
                 |a| matches!(a, Action::UpdateMembers { ring, .. } if ring.members[1].state == Up),
             ),
             (
                 "recovering member still pulling: nothing to write",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[Up, Recovering, Up])),
-                    pods: ready(3),
-                    reports: vec![(1, 10, false)],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Recovering, Up])),
+                    ready(3),
+                )
+                .reports(vec![(1, 10, false)]),
                 Some(3),
                 |a| matches!(a, Action::Steady),
             ),
             (
                 "pod goes unready: member down, table untouched",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: vec![(0, true), (1, false), (2, true)],
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[])),
+                    vec![(0, true), (1, false), (2, true)],
+                ),
                 Some(3),
                 |a| {
                     matches!(a, Action::UpdateMembers { ring, transitions, .. }
@@ -795,25 +791,13 @@ mod tests {
             ),
             (
                 "scale up: StatefulSet grows first, waits for new pods",
-                Case {
-                    spec: r#"{"replicas":5}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(3),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":5}"#, Some(ring(3, 2, &[])), ready(3)),
                 Some(5),
                 |a| matches!(a, Action::WaitPods { waiting } if waiting == &["demo-3", "demo-4"]),
             ),
             (
                 "scale up: new pods ready → pending with joining members",
-                Case {
-                    spec: r#"{"replicas":5}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(5),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":5}"#, Some(ring(3, 2, &[])), ready(5)),
                 Some(5),
                 |a| {
                     matches!(a, Action::StartMigration { ring, from_replicas: 3, to_replicas: 5 }
@@ -822,13 +806,8 @@ mod tests {
             ),
             (
                 "scale up: targets still pulling → wait",
-                Case {
-                    spec: r#"{"replicas":5}"#,
-                    ring: Some(scale_up.clone()),
-                    pods: ready(5),
-                    reports: vec![(3, up_epoch, true), (4, up_epoch, false)],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":5}"#, Some(scale_up.clone()), ready(5))
+                    .reports(vec![(3, up_epoch, true), (4, up_epoch, false)]),
                 Some(5),
                 |a| {
                     matches!(a, Action::WaitMigration(p) if p.waiting_for.contains(&"demo-4".to_string())
@@ -837,25 +816,15 @@ mod tests {
             ),
             (
                 "scale up: a report for an older epoch does not count",
-                Case {
-                    spec: r#"{"replicas":5}"#,
-                    ring: Some(scale_up.clone()),
-                    pods: ready(5),
-                    reports: (0..5).map(|i| (i, up_epoch - 1, true)).collect(),
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":5}"#, Some(scale_up.clone()), ready(5))
+                    .reports(all_done(5, up_epoch - 1)),
                 Some(5),
                 |a| matches!(a, Action::WaitMigration(_)),
             ),
             (
                 "scale up: all targets done → commit",
-                Case {
-                    spec: r#"{"replicas":5}"#,
-                    ring: Some(scale_up.clone()),
-                    pods: ready(5),
-                    reports: (0..5).map(|i| (i, up_epoch, true)).collect(),
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":5}"#, Some(scale_up.clone()), ready(5))
+                    .reports(all_done(5, up_epoch)),
                 Some(5),
                 |a| {
                     matches!(a, Action::Commit { ring, .. }
@@ -865,13 +834,7 @@ mod tests {
             ),
             (
                 "scale down: leaving members first, StatefulSet keeps its pods",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(5, 2, &[])),
-                    pods: ready(5),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(ring(5, 2, &[])), ready(5)),
                 Some(5),
                 |a| {
                     matches!(a, Action::StartMigration { ring, from_replicas: 5, to_replicas: 3 }
@@ -881,25 +844,14 @@ mod tests {
             ),
             (
                 "scale down: waiting, StatefulSet still not lowered",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(scale_down.clone()),
-                    pods: ready(5),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(scale_down.clone()), ready(5)),
                 Some(5),
                 |a| matches!(a, Action::WaitMigration(_)),
             ),
             (
                 "scale down: done → commit without leaving members (StatefulSet shrinks next pass)",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(scale_down.clone()),
-                    pods: ready(5),
-                    reports: (0..5).map(|i| (i, down_epoch, true)).collect(),
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(scale_down.clone()), ready(5))
+                    .reports(all_done(5, down_epoch)),
                 Some(5),
                 |a| {
                     matches!(a, Action::Commit { ring, from_replicas: 5, to_replicas: 3 }
@@ -908,61 +860,40 @@ mod tests {
             ),
             (
                 "scale down: after commit the StatefulSet shrinks",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(5),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(ring(3, 2, &[])), ready(5)),
                 Some(3),
                 |a| matches!(a, Action::Steady),
             ),
             (
                 "second scale request during a migration is queued",
-                Case {
-                    spec: r#"{"replicas":2}"#,
-                    ring: Some(scale_up.clone()),
-                    pods: ready(5),
-                    reports: vec![(3, up_epoch, false)],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":2}"#, Some(scale_up.clone()), ready(5))
+                    .reports(vec![(3, up_epoch, false)]),
                 Some(5),
                 |a| matches!(a, Action::WaitMigration(p) if p.to_replicas == 5),
             ),
             (
                 "queued request starts after the commit",
-                Case {
-                    spec: r#"{"replicas":2}"#,
-                    ring: Some(ring(5, 2, &[])),
-                    pods: ready(5),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(r#"{"replicas":2}"#, Some(ring(5, 2, &[])), ready(5)),
                 Some(5),
                 |a| matches!(a, Action::StartMigration { to_replicas: 2, .. }),
             ),
             (
                 "no migration starts while a member is down",
-                Case {
-                    spec: r#"{"replicas":4}"#,
-                    ring: Some(ring(3, 2, &[Up, Down, Up])),
-                    pods: vec![(0, true), (1, false), (2, true), (3, true)],
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":4}"#,
+                    Some(ring(3, 2, &[Up, Down, Up])),
+                    vec![(0, true), (1, false), (2, true), (3, true)],
+                ),
                 Some(4),
                 |a| matches!(a, Action::WaitMembers { waiting } if waiting == &["demo-1"]),
             ),
             (
                 "replication factor change migrates without new members",
-                Case {
-                    spec: r#"{"replicas":3,"replicationFactor":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(3),
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":3,"replicationFactor":3}"#,
+                    Some(ring(3, 2, &[])),
+                    ready(3),
+                ),
                 Some(3),
                 |a| {
                     matches!(a, Action::StartMigration { ring, from_replicas: 3, to_replicas: 3 }
@@ -971,13 +902,11 @@ mod tests {
             ),
             (
                 "member down during migration: marked down, pending kept",
-                Case {
-                    spec: r#"{"replicas":5}"#,
-                    ring: Some(scale_up.clone()),
-                    pods: vec![(0, true), (1, true), (2, false), (3, true), (4, true)],
-                    reports: vec![],
-                    outdated: vec![],
-                },
+                Case::new(
+                    r#"{"replicas":5}"#,
+                    Some(scale_up.clone()),
+                    vec![(0, true), (1, true), (2, false), (3, true), (4, true)],
+                ),
                 Some(5),
                 |a| {
                     matches!(a, Action::UpdateMembers { ring, .. }
@@ -986,13 +915,9 @@ mod tests {
             ),
             (
                 "rollout: every member up and answering → restart the highest outdated pod",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(3),
-                    reports: (0..3).map(|i| (i, 10, true)).collect(),
-                    outdated: vec![0, 1, 2],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(ring(3, 2, &[])), ready(3))
+                    .reports(all_done(3, 10))
+                    .outdated(&[0, 1, 2]),
                 Some(3),
                 |a| {
                     matches!(a, Action::RestartPod { pod, revision, updated: 0, total: 3 }
@@ -1001,13 +926,13 @@ mod tests {
             ),
             (
                 "rollout: the next restart waits for a member still recovering",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[Up, Up, Recovering])),
-                    pods: ready(3),
-                    reports: vec![(0, 10, true), (1, 10, true), (2, 10, false)],
-                    outdated: vec![0, 1],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Up, Recovering])),
+                    ready(3),
+                )
+                .reports(vec![(0, 10, true), (1, 10, true), (2, 10, false)])
+                .outdated(&[0, 1]),
                 Some(3),
                 |a| {
                     matches!(a, Action::WaitRollout { waiting, updated: 1, total: 3 }
@@ -1016,61 +941,53 @@ mod tests {
             ),
             (
                 "rollout: a node that did not answer holds the next restart",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(3),
-                    reports: vec![(0, 10, true), (1, 10, true)],
-                    outdated: vec![0, 1, 2],
-                },
+                Case::new(r#"{"replicas":3}"#, Some(ring(3, 2, &[])), ready(3))
+                    .reports(vec![(0, 10, true), (1, 10, true)])
+                    .outdated(&[0, 1, 2]),
                 Some(3),
                 |a| matches!(a, Action::WaitRollout { waiting, .. } if waiting == &["demo-2"]),
             ),
             (
                 "rollout: a pod not ready holds the next restart",
-                Case {
-                    spec: r#"{"replicas":3}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: vec![(0, true), (1, false), (2, true)],
-                    reports: (0..3).map(|i| (i, 10, true)).collect(),
-                    outdated: vec![0],
-                },
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[])),
+                    vec![(0, true), (1, false), (2, true)],
+                )
+                .reports(all_done(3, 10))
+                .outdated(&[0]),
                 Some(3),
                 |a| matches!(a, Action::WaitRollout { waiting, .. } if waiting == &["demo-1"]),
             ),
             (
                 "rollout: replicationFactor 1 without persistence would lose keys: blocked",
-                Case {
-                    spec: r#"{"replicas":3,"replicationFactor":1}"#,
-                    ring: Some(ring(3, 1, &[])),
-                    pods: ready(3),
-                    reports: (0..3).map(|i| (i, 10, true)).collect(),
-                    outdated: vec![2],
-                },
+                Case::new(
+                    r#"{"replicas":3,"replicationFactor":1}"#,
+                    Some(ring(3, 1, &[])),
+                    ready(3),
+                )
+                .reports(all_done(3, 10))
+                .outdated(&[2]),
                 Some(3),
                 |a| matches!(a, Action::RolloutBlocked { reason } if reason.contains("replicationFactor 1")),
             ),
             (
                 "rollout: replicationFactor 1 with persistence restarts",
-                Case {
-                    spec: r#"{"replicas":3,"replicationFactor":1,"persistence":{"enabled":true}}"#,
-                    ring: Some(ring(3, 1, &[])),
-                    pods: ready(3),
-                    reports: (0..3).map(|i| (i, 10, true)).collect(),
-                    outdated: vec![1],
-                },
+                Case::new(
+                    r#"{"replicas":3,"replicationFactor":1,"persistence":{"enabled":true}}"#,
+                    Some(ring(3, 1, &[])),
+                    ready(3),
+                )
+                .reports(all_done(3, 10))
+                .outdated(&[1]),
                 Some(3),
                 |a| matches!(a, Action::RestartPod { pod, updated: 2, .. } if pod == "demo-1"),
             ),
             (
                 "rollout: a scale request goes first, the rollout resumes afterwards",
-                Case {
-                    spec: r#"{"replicas":4}"#,
-                    ring: Some(ring(3, 2, &[])),
-                    pods: ready(4),
-                    reports: (0..4).map(|i| (i, 10, true)).collect(),
-                    outdated: vec![0, 1, 2],
-                },
+                Case::new(r#"{"replicas":4}"#, Some(ring(3, 2, &[])), ready(4))
+                    .reports(all_done(4, 10))
+                    .outdated(&[0, 1, 2]),
                 Some(4),
                 |a| matches!(a, Action::StartMigration { to_replicas: 4, .. }),
             ),

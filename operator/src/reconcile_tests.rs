@@ -76,6 +76,63 @@ fn tail(cc: &CacheCluster, events: usize) -> Vec<Expect> {
     v
 }
 
+/// A pass that writes a new ring: observe, write the ring, apply the owned objects, one event
+/// and the status.
+fn ring_write_pass(ring: &RingDoc, ready: &[bool], cc: &CacheCluster) -> Vec<Expect> {
+    let mut script = observe(ring, ready);
+    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
+    script.extend(owned_objects());
+    script.extend(tail(cc, 1));
+    script
+}
+
+/// A pass that writes no ring: observe, apply the owned objects, no event, the status.
+fn quiet_pass(ring: &RingDoc, ready: &[bool], cc: &CacheCluster) -> Vec<Expect> {
+    let mut script = observe(ring, ready);
+    script.extend(owned_objects());
+    script.extend(tail(cc, 0));
+    script
+}
+
+/// The ring written by a pass.
+fn written_ring(seen: &[Seen]) -> RingDoc {
+    ring_in(&find(seen, Method::PATCH, &cm_path()).body)
+}
+
+/// A committed ring of `n` up members each vouched for by an incarnation, and each member's
+/// report of that incarnation done at the ring's epoch.
+fn vouched_ring(n: u32) -> (RingDoc, BTreeMap<String, MigrationReport>) {
+    let mut ring = up_ring(n);
+    for (i, m) in ring.members.iter_mut().enumerate() {
+        m.incarnation = Some(format!("inc-{i}"));
+    }
+    let reports = (0..n)
+        .map(|i| {
+            (
+                format!("demo-{i}"),
+                MigrationReport {
+                    epoch: ring.epoch,
+                    done: true,
+                    incarnation: Some(format!("inc-{i}")),
+                    ..MigrationReport::default()
+                },
+            )
+        })
+        .collect();
+    (ring, reports)
+}
+
+/// The status condition of type `kind`.
+fn condition(status: &serde_json::Value, kind: &str) -> serde_json::Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap()
+        .clone()
+}
+
 fn find<'a>(seen: &'a [Seen], method: Method, path: &str) -> &'a Seen {
     seen.iter()
         .find(|s| s.method == method && s.path == path)
@@ -168,23 +225,18 @@ async fn scale_up_grows_the_stateful_set_then_migrates_then_commits() {
     let cc = cluster("demo", r#"{"replicas":5}"#);
 
     // Pass 1: new pods not there yet → StatefulSet raised to 5, ring untouched.
-    let mut script = observe(&ring, &[true, true, true]);
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 0));
+    let script = quiet_pass(&ring, &[true, true, true], &cc);
     let (result, seen) = run_pass(cc.clone(), Arc::new(FakeNodes::default()), script).await;
     result.unwrap();
     assert_eq!(sts_replicas(&seen), 5);
     assert_eq!(status_of(&seen)["phase"], "Scaling");
 
     // Pass 2: new pods ready → pending table with joining members, pushed to all five.
-    let mut script = observe(&ring, &[true; 5]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&ring, &[true; 5], &cc);
     let nodes = Arc::new(FakeNodes::default());
     let (result, seen) = run_pass(cc.clone(), nodes.clone(), script).await;
     result.unwrap();
-    let pending = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let pending = written_ring(&seen);
     assert!(pending.pending.is_some());
     assert_eq!(pending.epoch, 11);
     assert_eq!(pending.members[3].state, MemberState::Joining);
@@ -198,14 +250,11 @@ async fn scale_up_grows_the_stateful_set_then_migrates_then_commits() {
 
     // Pass 3: every target owner reports done for epoch 11 → commit.
     let targets = ringdoc::migration_targets(&pending);
-    let mut script = observe(&pending, &[true; 5]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&pending, &[true; 5], &cc);
     let nodes = Arc::new(FakeNodes::with_reports(done(11, targets)));
     let (result, seen) = run_pass(cc.clone(), nodes, script).await;
     result.unwrap();
-    let committed = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let committed = written_ring(&seen);
     assert!(committed.pending.is_none());
     assert_eq!(committed.epoch, 12);
     assert!(committed.members.iter().all(|m| m.state == MemberState::Up));
@@ -218,13 +267,10 @@ async fn scale_down_moves_data_before_the_stateful_set_shrinks() {
     let cc = cluster("demo", r#"{"replicas":3}"#);
 
     // Pass 1: leaving members and a pending table; the StatefulSet keeps 5 pods.
-    let mut script = observe(&ring, &[true; 5]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&ring, &[true; 5], &cc);
     let (result, seen) = run_pass(cc.clone(), Arc::new(FakeNodes::default()), script).await;
     result.unwrap();
-    let pending = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let pending = written_ring(&seen);
     assert_eq!(pending.members[4].state, MemberState::Leaving);
     assert_eq!(
         sts_replicas(&seen),
@@ -234,9 +280,7 @@ async fn scale_down_moves_data_before_the_stateful_set_shrinks() {
 
     // Pass 2: targets still pulling → nothing written but status; still 5 pods.
     let targets = ringdoc::migration_targets(&pending);
-    let mut script = observe(&pending, &[true; 5]);
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 0));
+    let script = quiet_pass(&pending, &[true; 5], &cc);
     let mut reports = done(pending.epoch, targets.clone());
     if let Some(r) = reports.values_mut().next() {
         r.done = false;
@@ -255,21 +299,16 @@ async fn scale_down_moves_data_before_the_stateful_set_shrinks() {
     assert!(status["migration"]["partitionsDone"].as_i64().unwrap() > 0);
 
     // Pass 3: all done → commit; the StatefulSet is still 5 in this pass.
-    let mut script = observe(&pending, &[true; 5]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&pending, &[true; 5], &cc);
     let nodes = Arc::new(FakeNodes::with_reports(done(pending.epoch, targets)));
     let (result, seen) = run_pass(cc.clone(), nodes, script).await;
     result.unwrap();
-    let committed = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let committed = written_ring(&seen);
     assert_eq!(committed.members.len(), 3);
     assert_eq!(sts_replicas(&seen), 5);
 
     // Pass 4: the committed ring has 3 members → now the StatefulSet shrinks.
-    let mut script = observe(&committed, &[true; 5]);
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 0));
+    let script = quiet_pass(&committed, &[true; 5], &cc);
     let (result, seen) = run_pass(cc.clone(), Arc::new(FakeNodes::default()), script).await;
     result.unwrap();
     assert_eq!(sts_replicas(&seen), 3);
@@ -280,14 +319,11 @@ async fn scale_down_moves_data_before_the_stateful_set_shrinks() {
 async fn pod_going_unready_marks_the_member_down() {
     let ring = up_ring(3);
     let cc = cluster("demo", r#"{"replicas":3}"#);
-    let mut script = observe(&ring, &[true, false, true]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&ring, &[true, false, true], &cc);
     let nodes = Arc::new(FakeNodes::default());
     let (result, seen) = run_pass(cc, nodes.clone(), script).await;
     result.unwrap();
-    let next = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let next = written_ring(&seen);
     assert_eq!(next.members[1].state, MemberState::Down);
     assert_eq!(
         next.table, ring.table,
@@ -302,12 +338,7 @@ async fn pod_going_unready_marks_the_member_down() {
     assert_eq!(event_reasons(&seen), ["MemberDown"]);
     let status = status_of(&seen);
     assert_eq!(status["phase"], Phase::Degraded.as_str());
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(degraded["status"], "True");
     assert!(degraded["message"].as_str().unwrap().contains("demo-1"));
 }
@@ -332,12 +363,7 @@ async fn invalid_spec_reports_degraded_and_touches_nothing() {
     assert_eq!(event_reasons(&seen), ["InvalidSpec"]);
     let status = status_of(&seen);
     assert_eq!(status["phase"], "Degraded");
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = condition(&status, "Degraded");
     assert_eq!(degraded["reason"], "InvalidSpec");
 }
 
@@ -374,9 +400,7 @@ async fn recovering_member_is_polled_repushed_then_marked_up() {
 
     // The node still reports an older epoch: it missed the push, so it gets the ring again and
     // nothing else changes.
-    let mut script = observe(&ring, &[true; 3]);
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 0));
+    let script = quiet_pass(&ring, &[true; 3], &cc);
     let nodes = Arc::new(FakeNodes::with_reports(done(ring.epoch - 1, [1])));
     let (result, seen) = run_pass(cc.clone(), nodes.clone(), script).await;
     assert_eq!(result.unwrap(), Requeue::requeue(ACTIVE_REQUEUE));
@@ -384,14 +408,11 @@ async fn recovering_member_is_polled_repushed_then_marked_up() {
     assert_eq!(status_of(&seen)["members"][1]["state"], "recovering");
 
     // Done for the current epoch → up, pushed to everyone.
-    let mut script = observe(&ring, &[true; 3]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&ring, &[true; 3], &cc);
     let nodes = Arc::new(FakeNodes::with_reports(done(ring.epoch, [1])));
     let (result, seen) = run_pass(cc, nodes.clone(), script).await;
     result.unwrap();
-    let next = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let next = written_ring(&seen);
     assert_eq!(next.members[1].state, MemberState::Up);
     assert_eq!(nodes.pushed_to(), ["demo-0", "demo-1", "demo-2"]);
     assert_eq!(event_reasons(&seen), ["MemberUp"]);
@@ -426,24 +447,8 @@ async fn the_ring_is_written_only_over_the_version_observed_and_a_conflict_write
 
 #[tokio::test]
 async fn a_rollout_deletes_one_outdated_pod_when_every_member_is_up_and_vouched_for() {
-    let mut ring = up_ring(3);
-    for (i, m) in ring.members.iter_mut().enumerate() {
-        m.incarnation = Some(format!("inc-{i}"));
-    }
+    let (ring, reports) = vouched_ring(3);
     let cc = cluster("demo", r#"{"replicas":3}"#);
-    let reports: BTreeMap<String, MigrationReport> = (0..3)
-        .map(|i| {
-            (
-                format!("demo-{i}"),
-                MigrationReport {
-                    epoch: ring.epoch,
-                    done: true,
-                    incarnation: Some(format!("inc-{i}")),
-                    ..MigrationReport::default()
-                },
-            )
-        })
-        .collect();
     let mut script = vec![
         expect(Method::GET, cm_path(), Reply::Json(200, ring_cm(&ring))),
         expect(Method::GET, secret_path(), Reply::Json(200, secret())),
@@ -462,12 +467,7 @@ async fn a_rollout_deletes_one_outdated_pod_when_every_member_is_up_and_vouched_
     assert_eq!(event_reasons(&seen), ["RollingRestart"]);
     let status = status_of(&seen);
     assert_eq!(status["updatedReplicas"], 1);
-    let progressing = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Progressing")
-        .unwrap();
+    let progressing = condition(&status, "Progressing");
     assert_eq!(progressing["reason"], "RollingRestart");
     assert!(
         !seen
@@ -479,34 +479,15 @@ async fn a_rollout_deletes_one_outdated_pod_when_every_member_is_up_and_vouched_
 
 #[tokio::test]
 async fn a_restart_seen_only_by_its_new_incarnation_makes_the_member_recover() {
-    let mut ring = up_ring(3);
-    for (i, m) in ring.members.iter_mut().enumerate() {
-        m.incarnation = Some(format!("inc-{i}"));
-    }
+    let (ring, mut reports) = vouched_ring(3);
     let cc = cluster("demo", r#"{"replicas":3}"#);
-    let mut reports: BTreeMap<String, MigrationReport> = (0..3)
-        .map(|i| {
-            (
-                format!("demo-{i}"),
-                MigrationReport {
-                    epoch: ring.epoch,
-                    done: true,
-                    incarnation: Some(format!("inc-{i}")),
-                    ..MigrationReport::default()
-                },
-            )
-        })
-        .collect();
     if let Some(r) = reports.get_mut("demo-2") {
         r.incarnation = Some("inc-2-after-restart".into());
     }
-    let mut script = observe(&ring, &[true; 3]);
-    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
-    script.extend(owned_objects());
-    script.extend(tail(&cc, 1));
+    let script = ring_write_pass(&ring, &[true; 3], &cc);
     let (result, seen) = run_pass(cc, Arc::new(FakeNodes::with_reports(reports)), script).await;
     result.unwrap();
-    let next = ring_in(&find(&seen, Method::PATCH, &cm_path()).body);
+    let next = written_ring(&seen);
     assert_eq!(next.members[2].state, MemberState::Recovering);
     assert_eq!(event_reasons(&seen), ["MemberRecovering"]);
     let ev = seen.iter().find(|s| s.path == events_path()).unwrap();

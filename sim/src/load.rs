@@ -3,12 +3,15 @@
 //! [`Checker`]; and the final read of every key, classified by it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use ringcache_e2e::checker::{Checker, Op, Read, Summary};
+use ringcache_e2e::load::WriteCounters;
+/// Writes issued and how they ended.
+pub use ringcache_e2e::load::WriteStats as LoadStats;
 
 /// Where and how clients reach the cluster: the base URLs (`http(s)://ip:port`) of the pods
 /// a client Service would route to now, and an HTTP client set up for the cluster (trusting its
@@ -37,6 +40,17 @@ impl Endpoints {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// One of the base URLs clients may send to now, chosen by `rng`; `None`, after a pause,
+    /// while there is none.
+    async fn pick(&self, rng: &mut Rng) -> Option<String> {
+        let eps = self.now();
+        if eps.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return None;
+        }
+        Some(eps[rng.below(eps.len())].clone())
     }
 }
 
@@ -82,158 +96,121 @@ impl Rng {
     }
 }
 
+/// What every writer and reader task holds.
+#[derive(Clone)]
+struct Shared {
+    stop: Arc<AtomicBool>,
+    checker: Arc<Checker>,
+    endpoints: Endpoints,
+    opts: LoadOptions,
+}
+
+impl Shared {
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Writer `w`: PUT, overwrite and DELETE of its own keys until stopped.
+async fn write(s: Shared, w: usize, writes: WriteCounters) {
+    let http = s.endpoints.http();
+    let mut rng = Rng::new(s.opts.seed.wrapping_add(w as u64 * 7919));
+    let pad = "x".repeat(s.opts.value_size);
+    let mut seq = 0u64;
+    while s.running() {
+        let Some(ep) = s.endpoints.pick(&mut rng).await else {
+            continue;
+        };
+        let key = format!("w{w}-k{}", rng.below(s.opts.keys_per_writer));
+        seq += 1;
+        let op = if rng.below(10) < 2 {
+            Op::Delete
+        } else {
+            Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
+        };
+        let issued = s.checker.issue(&key, op.clone());
+        let url = format!("{ep}/v1/keys/{key}");
+        let req = match op {
+            Op::Put(v) => http.put(url).body(v),
+            Op::Delete => http.delete(url),
+        }
+        .timeout(REQUEST_TIMEOUT);
+        let ok = req.send().await.is_ok_and(|r| r.status().as_u16() == 204);
+        s.checker.finish(&issued, ok);
+        writes.record(ok);
+        if !ok {
+            // A refused write (503 while a member is marked down) is retried
+            // by real clients after a moment; so does this one, with a new op.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Reader `r`: reads of any writer's keys until stopped, each judged into `reads`.
+async fn read(s: Shared, r: u64, reads: Arc<Mutex<Summary>>) {
+    let mut rng = Rng::new(s.opts.seed.wrapping_add(1_000_003 + r));
+    while s.running() {
+        let Some(ep) = s.endpoints.pick(&mut rng).await else {
+            continue;
+        };
+        let key = format!(
+            "w{}-k{}",
+            rng.below(s.opts.writers),
+            rng.below(s.opts.keys_per_writer)
+        );
+        let ticket = s.checker.begin_read(&key);
+        let read = read_once(s.endpoints.http(), &ep, &key).await;
+        let verdict = s.checker.end_read(&ticket, &read);
+        reads
+            .lock()
+            .add(&key, verdict, || format!("read through {ep}: {read:?}"));
+    }
+}
+
 pub struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub checker: Arc<Checker>,
-    acked: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    writes: WriteCounters,
     /// Verdicts of the reads made while the writers ran.
     reads: Arc<Mutex<Summary>>,
 }
 
-/// Writes issued and how they ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadStats {
-    pub acked: u64,
-    pub failed: u64,
-}
-
-impl LoadStats {
-    /// Failed writes per thousand.
-    pub fn failed_per_mille(&self) -> u64 {
-        (self.failed * 1000)
-            .checked_div(self.acked + self.failed)
-            .unwrap_or(0)
-    }
-}
-
-impl std::fmt::Display for LoadStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} writes acknowledged, {} refused or failed",
-            self.acked, self.failed
-        )
-    }
-}
-
 impl Load {
     pub fn start(endpoints: Endpoints, opts: LoadOptions) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let checker = Arc::new(Checker::new());
-        let acked = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
+        let shared = Shared {
+            stop: Arc::new(AtomicBool::new(false)),
+            checker: Arc::new(Checker::new()),
+            endpoints,
+            opts,
+        };
+        let writes = WriteCounters::default();
         let reads = Arc::new(Mutex::new(Summary::default()));
-        let http = endpoints.http().clone();
-        let mut tasks: Vec<tokio::task::JoinHandle<()>> = (0..opts.writers)
-            .map(|w| {
-                let (stop, checker, endpoints, http) = (
-                    stop.clone(),
-                    checker.clone(),
-                    endpoints.clone(),
-                    http.clone(),
-                );
-                let (acked, failed, opts) = (acked.clone(), failed.clone(), opts.clone());
-                tokio::spawn(async move {
-                    let mut rng = Rng::new(opts.seed.wrapping_add(w as u64 * 7919));
-                    let pad = "x".repeat(opts.value_size);
-                    let mut seq = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let eps = endpoints.now();
-                        if eps.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                        let ep = &eps[rng.below(eps.len())];
-                        let key = format!("w{w}-k{}", rng.below(opts.keys_per_writer));
-                        seq += 1;
-                        let op = if rng.below(10) < 2 {
-                            Op::Delete
-                        } else {
-                            Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
-                        };
-                        let issued = checker.issue(&key, op.clone());
-                        let url = format!("{ep}/v1/keys/{key}");
-                        let req = match op {
-                            Op::Put(v) => http.put(url).body(v),
-                            Op::Delete => http.delete(url),
-                        }
-                        .timeout(REQUEST_TIMEOUT);
-                        let ok = req.send().await.is_ok_and(|r| r.status().as_u16() == 204);
-                        checker.finish(&issued, ok);
-                        if ok {
-                            acked.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            // A refused write (503 while a member is marked down) is retried
-                            // by real clients after a moment; so does this one, with a new op.
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                })
-            })
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = (0..shared.opts.writers)
+            .map(|w| tokio::spawn(write(shared.clone(), w, writes.clone())))
             .collect();
         // Two readers: every read is judged against what was acknowledged when it began (a
         // restarted node answering from an empty store shows up here, not only at the end).
         for r in 0..2u64 {
-            let (stop, checker, endpoints, http) = (
-                stop.clone(),
-                checker.clone(),
-                endpoints.clone(),
-                http.clone(),
-            );
-            let (reads, opts) = (reads.clone(), opts.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut rng = Rng::new(opts.seed.wrapping_add(1_000_003 + r));
-                while !stop.load(Ordering::Relaxed) {
-                    let eps = endpoints.now();
-                    if eps.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    let ep = &eps[rng.below(eps.len())];
-                    let key = format!(
-                        "w{}-k{}",
-                        rng.below(opts.writers),
-                        rng.below(opts.keys_per_writer)
-                    );
-                    let ticket = checker.begin_read(&key);
-                    let read = read_once(&http, ep, &key).await;
-                    let verdict = checker.end_read(&ticket, &read);
-                    reads
-                        .lock()
-                        .add(&key, verdict, || format!("read through {ep}: {read:?}"));
-                }
-            }));
+            tasks.push(tokio::spawn(read(shared.clone(), r, reads.clone())));
         }
         Load {
-            stop,
+            stop: shared.stop,
             tasks,
-            checker,
-            acked,
-            failed,
+            checker: shared.checker,
+            writes,
             reads,
         }
     }
 
     pub fn stats(&self) -> LoadStats {
-        LoadStats {
-            acked: self.acked.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        }
+        self.writes.stats()
     }
 
     /// Waits until at least `n` writes were acknowledged (or `within` passes).
     pub async fn wait_acked(&self, n: u64, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while self.acked.load(Ordering::Relaxed) < n {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        let poll = Duration::from_millis(20);
+        self.writes.wait_acked(n, within, poll).await
     }
 
     /// Stops every writer and reader and waits for the operations in flight to end, so the
@@ -241,14 +218,10 @@ impl Load {
     /// of the reads made meanwhile.
     pub async fn stop(self) -> (Arc<Checker>, LoadStats, Summary) {
         self.stop.store(true, Ordering::Relaxed);
-        let stats_of = (self.acked.clone(), self.failed.clone());
         for t in self.tasks {
             let _ = t.await;
         }
-        let stats = LoadStats {
-            acked: stats_of.0.load(Ordering::Relaxed),
-            failed: stats_of.1.load(Ordering::Relaxed),
-        };
+        let stats = self.writes.stats();
         let reads = self.reads.lock().clone();
         (self.checker, stats, reads)
     }

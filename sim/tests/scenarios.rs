@@ -52,16 +52,53 @@ async fn started(name: &str) -> SimCluster {
     sim
 }
 
-fn pod_ready(sim: &SimCluster, pod: &str) -> bool {
+/// A started cluster (`started`) under load seeded with `seed` (`with_load`), and when the load
+/// was started.
+async fn started_under_load(name: &str, seed: u64) -> (SimCluster, Load, Instant) {
+    let sim = started(name).await;
+    let t = Instant::now();
+    let load = with_load(&sim, seed).await;
+    (sim, load, t)
+}
+
+/// The incarnation each of `pods` reports.
+fn incarnations(sim: &SimCluster, pods: &[&str]) -> Vec<Option<String>> {
+    pods.iter().map(|p| sim.incarnation_of(p)).collect()
+}
+
+fn pod(sim: &SimCluster, pod: &str) -> Option<serde_json::Value> {
     sim.api
         .get(&ringcache_sim::apiserver::Res::pods(), "sim", pod)
-        .and_then(|p| {
-            p["status"]["conditions"].as_array().map(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .unwrap_or(false)
+}
+
+/// The pod object has its `Ready` condition `True`.
+fn is_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn pod_ready(sim: &SimCluster, name: &str) -> bool {
+    pod(sim, name).is_some_and(|p| is_ready(&p))
+}
+
+/// Waits until every pod runs the new template and the cluster is Ready.
+async fn wait_rolled(sim: &SimCluster, what: &str) {
+    sim.wait_for(what, ROLLOUT, |s| {
+        (s.pods_updated() == Some(3) && s.is_ready()).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// Waits until the cluster reports phase `Scaling`.
+async fn wait_scaling(sim: &SimCluster, what: &str) {
+    sim.wait_for(what, ROLLOUT, |s| {
+        (s.cache_cluster()["status"]["phase"] == "Scaling").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 async fn with_load(sim: &SimCluster, seed: u64) -> Load {
@@ -112,19 +149,13 @@ async fn finish(name: &str, sim: &SimCluster, load: Load, started: Instant) {
 #[test]
 fn rollout_restart_of_a_3_node_rf2_cluster_loses_nothing() {
     scenario(async {
-        let sim = started("rollout").await;
-        let t = Instant::now();
-        let load = with_load(&sim, 11).await;
+        let (sim, load, t) = started_under_load("rollout", 11).await;
         // Every pod is replaced: each gets a new incarnation.
         let before: Vec<Option<String>> = (0..3)
             .map(|i| sim.incarnation_of(&format!("rollout-{i}")))
             .collect();
         sim.rollout_restart().expect("rollout restart");
-        sim.wait_for("every pod on the new template", ROLLOUT, |s| {
-            (s.pods_updated() == Some(3) && s.is_ready()).then_some(())
-        })
-        .await
-        .expect("rollout completes");
+        wait_rolled(&sim, "every pod on the new template").await;
         for (i, old) in before.iter().enumerate() {
             assert_ne!(
                 &sim.incarnation_of(&format!("rollout-{i}")),
@@ -139,9 +170,7 @@ fn rollout_restart_of_a_3_node_rf2_cluster_loses_nothing() {
 #[test]
 fn image_change_rolls_every_pod_and_loses_nothing() {
     scenario(async {
-        let sim = started("upgrade").await;
-        let t = Instant::now();
-        let load = with_load(&sim, 12).await;
+        let (sim, load, t) = started_under_load("upgrade", 12).await;
         sim.patch_spec(json!({"image": "ghcr.io/ringcache/ringcache-node:9.9.9"}))
             .expect("image change");
         sim.wait_for("every pod on the new image", ROLLOUT, |s| {
@@ -163,13 +192,8 @@ fn image_change_rolls_every_pod_and_loses_nothing() {
 #[test]
 fn in_place_process_kills_on_two_pods_lose_nothing() {
     scenario(async {
-        let sim = started("kill").await;
-        let t = Instant::now();
-        let load = with_load(&sim, 13).await;
-        let before: Vec<Option<String>> = ["kill-1", "kill-2"]
-            .iter()
-            .map(|p| sim.incarnation_of(p))
-            .collect();
+        let (sim, load, t) = started_under_load("kill", 13).await;
+        let before = incarnations(&sim, &["kill-1", "kill-2"]);
         // The second process dies as soon as the first one's pod is Ready again: the first
         // node must not count as a complete copy before it really is one.
         sim.kill_process("kill-1").expect("kill -9");
@@ -185,10 +209,7 @@ fn in_place_process_kills_on_two_pods_lose_nothing() {
         .expect("kill-1 ready");
         sim.kill_process("kill-2").expect("kill -9");
         sim.wait_for("both recovered under new incarnations", ROLLOUT, |s| {
-            let now: Vec<Option<String>> = ["kill-1", "kill-2"]
-                .iter()
-                .map(|p| s.incarnation_of(p))
-                .collect();
+            let now = incarnations(s, &["kill-1", "kill-2"]);
             (now[0] != before[0] && now[1] != before[1] && s.is_ready()).then_some(())
         })
         .await
@@ -200,26 +221,14 @@ fn in_place_process_kills_on_two_pods_lose_nothing() {
 #[test]
 fn two_pods_deleted_back_to_back_lose_nothing() {
     scenario(async {
-        let sim = started("delete").await;
-        let t = Instant::now();
-        let load = with_load(&sim, 14).await;
-        let first_uid = sim
-            .api
-            .get(&ringcache_sim::apiserver::Res::pods(), "sim", "delete-0")
-            .unwrap()["metadata"]["uid"]
-            .clone();
+        let (sim, load, t) = started_under_load("delete", 14).await;
+        let first_uid = pod(&sim, "delete-0").unwrap()["metadata"]["uid"].clone();
         sim.delete_pod("delete-0").expect("delete the first pod");
         // The second goes as soon as the first pod's replacement reports Ready (what a careless
         // `kubectl delete` loop, or a StatefulSet rolling update, would do).
         sim.wait_for("delete-0 replaced and Ready", ROLLOUT, |s| {
-            let p = s
-                .api
-                .get(&ringcache_sim::apiserver::Res::pods(), "sim", "delete-0")?;
-            let ready = p["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            (p["metadata"]["uid"] != first_uid && ready).then_some(())
+            let p = pod(s, "delete-0")?;
+            (p["metadata"]["uid"] != first_uid && is_ready(&p)).then_some(())
         })
         .await
         .expect("first replacement ready");
@@ -231,9 +240,7 @@ fn two_pods_deleted_back_to_back_lose_nothing() {
 #[test]
 fn operator_restarted_mid_rollout_and_mid_migration_loses_nothing() {
     scenario(async {
-        let sim = started("opkill").await;
-        let t = Instant::now();
-        let load = with_load(&sim, 15).await;
+        let (sim, load, t) = started_under_load("opkill", 15).await;
         // Mid-rollout: once the first pod was replaced.
         sim.rollout_restart().expect("rollout restart");
         sim.wait_for("the rollout under way", ROLLOUT, |s| {
@@ -242,11 +249,7 @@ fn operator_restarted_mid_rollout_and_mid_migration_loses_nothing() {
         .await
         .expect("rollout started");
         sim.restart_operator().expect("operator restart");
-        sim.wait_for("rollout done", ROLLOUT, |s| {
-            (s.pods_updated() == Some(3) && s.is_ready()).then_some(())
-        })
-        .await
-        .expect("rollout resumed and completed");
+        wait_rolled(&sim, "rollout done").await;
         // Mid-migration: scale to 5, restart the operator once the pending table is written.
         sim.patch_spec(json!({"replicas": 5})).expect("scale up");
         sim.wait_for("a migration in progress", ROLLOUT, |s| {
@@ -261,11 +264,7 @@ fn operator_restarted_mid_rollout_and_mid_migration_loses_nothing() {
         sim.restart_operator().expect("operator restart");
         sim.wait_ready(ROLLOUT).await.expect("scaled to 5");
         sim.patch_spec(json!({"replicas": 3})).expect("scale down");
-        sim.wait_for("the scale-down migration in progress", ROLLOUT, |s| {
-            (s.cache_cluster()["status"]["phase"] == "Scaling").then_some(())
-        })
-        .await
-        .expect("scale-down started");
+        wait_scaling(&sim, "the scale-down migration in progress").await;
         sim.restart_operator().expect("operator restart");
         finish("operator-restarts", &sim, load, t).await;
     });
@@ -299,11 +298,7 @@ fn scale_out_and_in_with_tls_loses_nothing() {
         // cert-manager renews the certificate: nodes pick the new files up in place.
         sim.rotate_certificate().expect("certificate renewed");
         sim.patch_spec(json!({"replicas": 3})).expect("scale down");
-        sim.wait_for("the scale-down under way", ROLLOUT, |s| {
-            (s.cache_cluster()["status"]["phase"] == "Scaling").then_some(())
-        })
-        .await
-        .expect("scale-down started");
+        wait_scaling(&sim, "the scale-down under way").await;
         finish("tls-scale-out-and-in", &sim, load, t).await;
     });
 }

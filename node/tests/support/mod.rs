@@ -127,6 +127,29 @@ impl Cluster {
         std::fs::rename(&tmp, self.ring_path()).unwrap();
     }
 
+    /// Installs `ring` as the ring file, starts nodes `0..n` with `extra` and waits until every
+    /// one of them is ready.
+    pub async fn start_all(&mut self, ring: RingDoc, n: usize, extra: &[&str]) {
+        self.ring = ring;
+        self.write_ring_file();
+        for i in 0..n {
+            self.start(i, extra);
+        }
+        for i in 0..n {
+            self.wait_ready(i).await;
+        }
+    }
+
+    /// `n` nodes started with `extra`, ready, on a fresh epoch-1 ring of all of them with
+    /// replication factor `rf`.
+    pub async fn started(name: &str, n: usize, rf: u32, extra: &[&str]) -> Cluster {
+        let mut c = Cluster::new(name, n);
+        let members: Vec<usize> = (0..n).collect();
+        let ring = c.fresh_ring(&members, rf, 1);
+        c.start_all(ring, n, extra).await;
+        c
+    }
+
     pub fn start(&mut self, i: usize, extra: &[&str]) {
         let node = &self.nodes[i];
         let log = std::fs::File::create(self.dir.join(format!("{}.log", node.id))).unwrap();
@@ -224,6 +247,45 @@ impl Cluster {
         }
     }
 
+    /// `GET path` on node `i` (no token); panics when the request fails.
+    pub async fn get(&self, i: usize, path: &str) -> reqwest::Response {
+        send_get(&self.http, format!("{}{path}", self.nodes[i].base())).await
+    }
+
+    /// The body of `GET path` on node `i` (no token) as text.
+    pub async fn get_text(&self, i: usize, path: &str) -> String {
+        self.get(i, path).await.text().await.unwrap()
+    }
+
+    /// `PUT path` with `body` on node `i` (no token); panics when the request fails.
+    pub async fn put(
+        &self,
+        i: usize,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        send_put(&self.http, format!("{}{path}", self.nodes[i].base()), body).await
+    }
+
+    /// `POST /v1/batch` of `ops` on node `i`; panics when the request fails.
+    pub async fn batch(&self, i: usize, ops: &[serde_json::Value]) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/batch", self.nodes[i].base()))
+            .json(&serde_json::json!({ "ops": ops }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE path` on node `i` (no token); panics when the request fails.
+    pub async fn delete(&self, i: usize, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.nodes[i].base()))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Waits until node `i` answers `/healthz` (alive, ready or not).
     pub async fn wait_alive(&self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -238,21 +300,9 @@ impl Cluster {
     }
 
     pub async fn wait_ready(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("{}/readyz", self.nodes[i].base());
-        loop {
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready in time",
-                self.nodes[i].id
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{} not ready in time", self.nodes[i].id);
+        wait_ok(&self.http, &url, 30, &what).await;
     }
 
     /// Installs `ring`: ring file first, then a push to every running node, like the operator.
@@ -277,14 +327,17 @@ impl Cluster {
         }
     }
 
-    pub async fn migration_done(&self, i: usize, epoch: u64) -> bool {
-        let Ok(r) = self
-            .http
-            .get(format!("{}/internal/v1/migration", self.nodes[i].base()))
+    /// `GET path` on node `i` with the internal token.
+    pub async fn get_internal(&self, i: usize, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .get(format!("{}{path}", self.nodes[i].base()))
             .bearer_auth(TOKEN)
             .send()
             .await
-        else {
+    }
+
+    pub async fn migration_done(&self, i: usize, epoch: u64) -> bool {
+        let Ok(r) = self.get_internal(i, "/internal/v1/migration").await else {
             return false;
         };
         let v: serde_json::Value = r.json().await.unwrap_or_default();
@@ -311,13 +364,7 @@ impl Cluster {
     pub async fn json(&self, i: usize, path: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match self
-                .http
-                .get(format!("{}{path}", self.nodes[i].base()))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-            {
+            match self.get_internal(i, path).await {
                 Ok(r) => return r.json().await.unwrap(),
                 Err(e) if Instant::now() < deadline => {
                     eprintln!("GET {path} on {}: {e}; retrying", self.nodes[i].id);
@@ -333,6 +380,53 @@ impl Cluster {
             .filter(|&i| self.nodes[i].child.is_some())
             .collect()
     }
+}
+
+/// Polls `GET url` until it answers 200; fails with `what` after `within_secs` seconds.
+pub async fn wait_ok(http: &reqwest::Client, url: &str, within_secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(within_secs);
+    while !http.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET url`; panics when the request fails.
+pub async fn send_get(http: &reqwest::Client, url: String) -> reqwest::Response {
+    http.get(url).send().await.unwrap()
+}
+
+/// The body of `GET url` as JSON; panics when the request fails or the body is not JSON.
+pub async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    send_get(http, url).await.json().await.unwrap()
+}
+
+/// `PUT url` with `body`; panics when the request fails.
+pub async fn send_put(
+    http: &reqwest::Client,
+    url: String,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    http.put(url).body(body).send().await.unwrap()
+}
+
+/// Sends `req` through `app` in process; returns the status and the whole body.
+pub async fn oneshot(
+    app: axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, body)
 }
 
 pub fn to_index(table: &[Vec<String>], ids: &[String]) -> Table {
@@ -556,13 +650,12 @@ pub async fn push_pending(
 ) -> (Vec<PartitionMove>, Vec<usize>) {
     c.set_ring(pending.clone()).await;
     let moves = diff(&pending.table, target);
-    let mut gainers: Vec<usize> = moves
+    // Each node once, in order.
+    let gainers: std::collections::BTreeSet<usize> = moves
         .iter()
         .flat_map(|m| m.gained.iter().map(|&g| g as usize))
         .collect();
-    gainers.sort_unstable();
-    gainers.dedup();
-    (moves, gainers)
+    (moves, gainers.into_iter().collect())
 }
 
 /// `pending` with its pending table made current at `epoch`; member states are the caller's.
@@ -676,14 +769,8 @@ pub async fn held_replica() -> (String, Arc<tokio::sync::Notify>) {
 /// every gainer pulls exactly what `ring::diff` planned, nothing acknowledged is lost. `c` has 5
 /// node slots; `extra` are flags for every node (TLS, …).
 pub async fn scale_out_3_to_5_under_load(c: &mut Cluster, extra: &[&str]) {
-    c.ring = c.fresh_ring(&[0, 1, 2], 2, 1);
-    c.write_ring_file();
-    for i in 0..3 {
-        c.start(i, extra);
-    }
-    for i in 0..3 {
-        c.wait_ready(i).await;
-    }
+    let ring = c.fresh_ring(&[0, 1, 2], 2, 1);
+    c.start_all(ring, 3, extra).await;
     let checker = Checker::default();
     write_keys(c, &checker, "pre", 5_000).await;
     let pre: Vec<String> = checker.acked.lock().keys().cloned().collect();

@@ -72,6 +72,50 @@ fn manager(name: &str) -> PatchParams {
     }
 }
 
+/// Server-side apply of `obj` by the operator (forced), as its reconcile does.
+async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.patch(name, &apply_params(), &Patch::Apply(obj))
+        .await
+        .unwrap()
+}
+
+/// `POST` of `obj`, which must be created.
+async fn create<K>(api: &Api<K>, obj: &K) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), obj).await.unwrap()
+}
+
+/// A merge patch of `name` by field manager `by`.
+async fn merge<K>(api: &Api<K>, name: &str, by: &str, patch: Value) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &manager(by), &Patch::Merge(patch))
+        .await
+        .unwrap()
+}
+
+/// `obj` as a PUT body with `.spec.replicas` and `.status` replaced.
+fn with_replicas_and_status(obj: &DynamicObject, replicas: i64, status: Value) -> DynamicObject {
+    let mut put = obj.clone();
+    put.data["spec"]["replicas"] = json!(replicas);
+    put.data["status"] = status;
+    put
+}
+
+/// `.spec.replicas` and `.status` of `obj`.
+fn replicas_and_status(obj: &DynamicObject) -> (i64, Value) {
+    (
+        obj.data["spec"]["replicas"].as_i64().unwrap(),
+        obj.data["status"].clone(),
+    )
+}
+
 fn api_code(result: Result<impl std::fmt::Debug, kube::Error>) -> (u16, String) {
     match result {
         Err(kube::Error::Api(status)) => (status.code, status.reason.clone()),
@@ -155,10 +199,7 @@ async fn ssa_reapply_drops_removed_fields_and_keeps_other_managers_fields() {
     let fake = FakeApi::new();
     let sets: Api<StatefulSet> = Api::namespaced(fake.client(), NS);
     let first = stateful_set(json!({"a": "1", "b": "2"}), json!({"mine": "1"}), 3);
-    let created = sets
-        .patch("demo", &apply_params(), &Patch::Apply(&first))
-        .await
-        .unwrap();
+    let created = apply(&sets, "demo", &first).await;
     assert_eq!(created.metadata.generation, Some(1));
 
     // `kubectl rollout restart` is a strategic merge patch of the pod template annotations.
@@ -174,10 +215,7 @@ async fn ssa_reapply_drops_removed_fields_and_keeps_other_managers_fields() {
     .unwrap();
 
     let second = stateful_set(json!({"a": "1"}), json!({}), 3);
-    let after = sets
-        .patch("demo", &apply_params(), &Patch::Apply(&second))
-        .await
-        .unwrap();
+    let after = apply(&sets, "demo", &second).await;
     let labels = after.labels();
     assert_eq!(labels.get("a").map(String::as_str), Some("1"));
     assert!(
@@ -211,19 +249,13 @@ async fn ssa_reapply_drops_removed_fields_and_keeps_other_managers_fields() {
 async fn ssa_with_a_stale_resource_version_conflicts() {
     let fake = FakeApi::new();
     let cms: Api<ConfigMap> = Api::namespaced(fake.client(), NS);
-    let v1 = cms
-        .patch("a", &apply_params(), &Patch::Apply(&config_map("a", "x")))
-        .await
-        .unwrap();
+    let v1 = apply(&cms, "a", &config_map("a", "x")).await;
 
     // Compare-and-set: apply carrying the resourceVersion just read succeeds once...
     let mut next = config_map("a", "x");
     next.data = Some([("k".to_string(), "v2".to_string())].into());
     next.metadata.resource_version = v1.metadata.resource_version.clone();
-    let v2 = cms
-        .patch("a", &apply_params(), &Patch::Apply(&next))
-        .await
-        .unwrap();
+    let v2 = apply(&cms, "a", &next).await;
     assert!(rv(&v2) > rv(&v1));
     // ...and a second writer holding the same (now stale) version loses.
     next.data = Some([("k".to_string(), "v3".to_string())].into());
@@ -278,79 +310,66 @@ async fn status_subresource_is_isolated_both_ways() {
         "spec": {"replicas": 3},
         "status": {"phase": "ignored on create"},
     }));
-    let created = clusters.create(&PostParams::default(), &cc).await.unwrap();
+    let created = create(&clusters, &cc).await;
     assert_eq!(created.data["spec"]["replicas"], 3);
     assert!(created.data.get("status").is_none(), "POST drops .status");
 
     // Status writes (apply, as the operator's patch_status does) cannot touch the spec.
-    let status_apply = |status: Value| {
-        json!({
+    // The operator's status apply of `status` (with a spec that must be ignored) to `name`.
+    let apply_status = |name: &'static str, status: Value| {
+        let body = json!({
             "apiVersion": "ringcache.io/v1alpha1",
             "kind": "CacheCluster",
             "spec": {"replicas": 99},
             "status": status,
-        })
+        });
+        let clusters = clusters.clone();
+        async move {
+            clusters
+                .patch_status(name, &apply_params(), &Patch::Apply(body))
+                .await
+        }
     };
-    let after = clusters
-        .patch_status(
-            "demo",
-            &apply_params(),
-            &Patch::Apply(status_apply(json!({"readyReplicas": 1, "phase": "Ready"}))),
-        )
+    let after = apply_status("demo", json!({"readyReplicas": 1, "phase": "Ready"}))
         .await
         .unwrap();
     assert_eq!(after.data["spec"]["replicas"], 3);
     assert_eq!(after.data["status"]["phase"], "Ready");
     assert_eq!(after.metadata.generation, Some(1));
     // A field the status applier stops sending is removed from the status.
-    let after = clusters
-        .patch_status(
-            "demo",
-            &apply_params(),
-            &Patch::Apply(status_apply(json!({"readyReplicas": 2}))),
-        )
+    let after = apply_status("demo", json!({"readyReplicas": 2}))
         .await
         .unwrap();
     assert_eq!(after.data["status"], json!({"readyReplicas": 2}));
 
     // Main-resource writes cannot touch the status.
-    let after = clusters
-        .patch(
-            "demo",
-            &manager("kubectl"),
-            &Patch::Merge(json!({"spec": {"replicas": 4}, "status": {"readyReplicas": 7}})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(after.data["spec"]["replicas"], 4);
-    assert_eq!(after.data["status"], json!({"readyReplicas": 2}));
-    let mut put = after.clone();
-    put.data["spec"]["replicas"] = json!(5);
-    put.data["status"] = json!({"readyReplicas": 8});
-    let after = clusters
-        .replace("demo", &PostParams::default(), &put)
-        .await
-        .unwrap();
-    assert_eq!(after.data["spec"]["replicas"], 5);
-    assert_eq!(after.data["status"], json!({"readyReplicas": 2}));
+    let after = merge(
+        &clusters,
+        "demo",
+        "kubectl",
+        json!({"spec": {"replicas": 4}, "status": {"readyReplicas": 7}}),
+    )
+    .await;
+    assert_eq!(
+        replicas_and_status(&after),
+        (4, json!({"readyReplicas": 2}))
+    );
+    let put = with_replicas_and_status(&after, 5, json!({"readyReplicas": 8}));
+    let pp = PostParams::default();
+    let after = clusters.replace("demo", &pp, &put).await.unwrap();
+    assert_eq!(
+        replicas_and_status(&after),
+        (5, json!({"readyReplicas": 2}))
+    );
     // And a PUT to /status changes the status only.
-    let mut put = after.clone();
-    put.data["spec"]["replicas"] = json!(6);
-    put.data["status"] = json!({"readyReplicas": 5});
-    let after = clusters
-        .replace_status("demo", &PostParams::default(), &put)
-        .await
-        .unwrap();
-    assert_eq!(after.data["spec"]["replicas"], 5);
-    assert_eq!(after.data["status"], json!({"readyReplicas": 5}));
+    let put = with_replicas_and_status(&after, 6, json!({"readyReplicas": 5}));
+    let after = clusters.replace_status("demo", &pp, &put).await.unwrap();
+    assert_eq!(
+        replicas_and_status(&after),
+        (5, json!({"readyReplicas": 5}))
+    );
     // /status of a missing object is NotFound, even with apply.
-    let missing = clusters
-        .patch_status(
-            "nope",
-            &apply_params(),
-            &Patch::Apply(status_apply(json!({}))),
-        )
-        .await;
+    let missing = apply_status("nope", json!({})).await;
     assert_eq!(api_code(missing).0, 404);
 }
 
@@ -359,17 +378,16 @@ async fn generation_moves_only_on_spec_changes() {
     let fake = FakeApi::new();
     let sets: Api<StatefulSet> = Api::namespaced(fake.client(), NS);
     let sts = stateful_set(json!({"a": "1"}), json!({}), 3);
-    let created = sets.create(&PostParams::default(), &sts).await.unwrap();
+    let created = create(&sets, &sts).await;
     assert_eq!(created.metadata.generation, Some(1));
 
-    let labelled = sets
-        .patch(
-            "demo",
-            &manager("kubectl"),
-            &Patch::Merge(json!({"metadata": {"labels": {"b": "2"}}})),
-        )
-        .await
-        .unwrap();
+    let labelled = merge(
+        &sets,
+        "demo",
+        "kubectl",
+        json!({"metadata": {"labels": {"b": "2"}}}),
+    )
+    .await;
     assert_eq!(labelled.metadata.generation, Some(1), "metadata change");
     assert!(rv(&labelled) > rv(&created));
 
@@ -389,25 +407,11 @@ async fn generation_moves_only_on_spec_changes() {
         .unwrap();
     assert_eq!(rust_side["metadata"]["generation"], 1);
 
-    let scaled = sets
-        .patch(
-            "demo",
-            &manager("kubectl"),
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
-        .await
-        .unwrap();
+    let scaled = merge(&sets, "demo", "kubectl", json!({"spec": {"replicas": 4}})).await;
     assert_eq!(scaled.metadata.generation, Some(2), "spec change");
 
     // A write that changes nothing moves neither the generation nor the resourceVersion.
-    let same = sets
-        .patch(
-            "demo",
-            &manager("kubectl"),
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
-        .await
-        .unwrap();
+    let same = merge(&sets, "demo", "kubectl", json!({"spec": {"replicas": 4}})).await;
     assert_eq!(same.metadata.generation, Some(2));
     assert_eq!(rv(&same), rv(&scaled));
 }
@@ -473,10 +477,7 @@ async fn recorder_publishes_then_merge_patches_the_same_event() {
     let fake = FakeApi::new();
     let client = fake.client();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let cm = cms
-        .create(&PostParams::default(), &config_map("a", "x"))
-        .await
-        .unwrap();
+    let cm = create(&cms, &config_map("a", "x")).await;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -526,7 +527,7 @@ async fn dynamic_objects_list_across_namespaces_and_page_with_limit() {
     for ns in ["a", "b"] {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
         let cc = DynamicObject::new("demo", &ar).data(json!({"spec": {"replicas": 1}}));
-        api.create(&PostParams::default(), &cc).await.unwrap();
+        create(&api, &cc).await;
     }
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let list = all.list(&ListParams::default()).await.unwrap();
@@ -560,10 +561,7 @@ async fn json_patch_and_merge_patch_honour_tests_and_preconditions() {
     let fake = FakeApi::new();
     let client = fake.client();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let cm = cms
-        .create(&PostParams::default(), &config_map("a", "x"))
-        .await
-        .unwrap();
+    let cm = create(&cms, &config_map("a", "x")).await;
     let json_patch = |ops: Value| {
         http::Request::patch(format!(
             "/api/v1/namespaces/{NS}/configmaps/a?fieldManager=jp"
@@ -626,9 +624,7 @@ async fn watch_is_refused_with_method_not_allowed() {
 async fn fail_next_fails_exactly_one_matching_request() {
     let fake = FakeApi::new();
     let cms: Api<ConfigMap> = Api::namespaced(fake.client(), NS);
-    cms.create(&PostParams::default(), &config_map("a", "x"))
-        .await
-        .unwrap();
+    create(&cms, &config_map("a", "x")).await;
     fake.fail_next(
         http::Method::PATCH,
         "/api/v1/namespaces/ns/configmaps/",
@@ -651,9 +647,7 @@ async fn scale_subresource_reads_and_writes_spec_replicas() {
     let fake = FakeApi::new();
     let sets: Api<StatefulSet> = Api::namespaced(fake.client(), NS);
     let sts = stateful_set(json!({}), json!({}), 3);
-    sets.patch("demo", &apply_params(), &Patch::Apply(&sts))
-        .await
-        .unwrap();
+    apply(&sets, "demo", &sts).await;
     let scale = sets.get_scale("demo").await.unwrap();
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
     assert_eq!(
@@ -676,10 +670,7 @@ async fn scale_subresource_reads_and_writes_spec_replicas() {
         "kubectl-scale"
     );
     assert_eq!(sets.get("demo").await.unwrap().metadata.generation, Some(2));
-    let back = sets
-        .patch("demo", &apply_params(), &Patch::Apply(&sts))
-        .await
-        .unwrap();
+    let back = apply(&sets, "demo", &sts).await;
     assert_eq!(back.spec.and_then(|s| s.replicas), Some(3));
     assert_eq!(
         fake.field_owners(&Res::stateful_sets(), NS, "demo")["spec.replicas"],
@@ -692,16 +683,10 @@ async fn no_op_apply_keeps_the_resource_version() {
     let fake = FakeApi::new();
     let cms: Api<ConfigMap> = Api::namespaced(fake.client(), NS);
     let cm = config_map("a", "x");
-    let first = cms
-        .patch("a", &apply_params(), &Patch::Apply(&cm))
-        .await
-        .unwrap();
+    let first = apply(&cms, "a", &cm).await;
     let mut changes = fake.changed();
     changes.mark_unchanged();
-    let second = cms
-        .patch("a", &apply_params(), &Patch::Apply(&cm))
-        .await
-        .unwrap();
+    let second = apply(&cms, "a", &cm).await;
     assert_eq!(rv(&second), rv(&first));
     assert!(!changes.has_changed().unwrap());
 }
@@ -713,8 +698,8 @@ async fn generate_name_gives_distinct_names() {
     let mut cm = config_map("", "x");
     cm.metadata.name = None;
     cm.metadata.generate_name = Some("gen-".into());
-    let a = cms.create(&PostParams::default(), &cm).await.unwrap();
-    let b = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let a = create(&cms, &cm).await;
+    let b = create(&cms, &cm).await;
     assert!(a.name_any().starts_with("gen-") && a.name_any().len() == 9);
     assert_ne!(a.name_any(), b.name_any());
     cm.metadata.generate_name = None;
