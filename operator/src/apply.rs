@@ -147,7 +147,7 @@ async fn apply_owned(
     let client = &ctx.client;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     apply(&services, &build::peers_service(owner)).await?;
-    apply(&services, &build::client_service(owner)).await?;
+    apply(&services, &build::client_service(owner, cc)).await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let desired = build::stateful_set(owner, cc, i32::try_from(replicas).unwrap_or(i32::MAX));
     let conflict = obs

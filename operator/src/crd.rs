@@ -101,6 +101,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn redis_is_optional_and_enabled_by_default() {
+        let crd = crd_json();
+        let spec = &version(&crd)["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let redis = &spec["properties"]["redis"];
+        assert_eq!(redis["type"], "object");
+        assert_eq!(redis["properties"]["enabled"]["type"], "boolean");
+        assert_eq!(redis["properties"]["enabled"]["default"], true);
+        let required = |v: &Value| -> Vec<String> {
+            v["required"]
+                .as_array()
+                .map(|a| a.iter().map(|r| r.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default()
+        };
+        assert!(!required(spec).contains(&"redis".to_string()));
+        assert!(required(redis).is_empty());
+    }
+
     /// The rules of a structural schema that kube/schemars output can break (FIELD-NOTES).
     fn check_structural(path: &str, v: &Value, in_combinator: bool, problems: &mut Vec<String>) {
         let Some(obj) = v.as_object() else { return };

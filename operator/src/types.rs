@@ -141,6 +141,11 @@ pub struct CacheClusterSpec {
     /// Serve HTTPS (and node-to-node HTTPS) with a certificate from this Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+
+    /// The Redis protocol (RESP) on port 6379 (`redis`) of the pods and the client Service;
+    /// absent = enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Redis>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -212,6 +217,16 @@ pub struct Auth {
 pub struct Tls {
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
+}
+
+/// The Redis protocol (RESP2/RESP3) next to HTTP: redis-cli and Redis client libraries reach the
+/// same keys, with the same auth token (`AUTH`) and, with `tls`, over TLS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Redis {
+    /// Serve RESP on port 6379 (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -344,6 +359,11 @@ impl CacheClusterSpec {
         self.replication_factor
             .unwrap_or(DEFAULT_REPLICATION_FACTOR.min(self.replicas.max(1)))
     }
+
+    /// Whether the nodes serve RESP: on unless `redis.enabled` is false.
+    pub fn redis_enabled(&self) -> bool {
+        self.redis.as_ref().is_none_or(|r| r.enabled)
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +379,19 @@ mod tests {
         assert_eq!(spec.eviction, Eviction::Lru);
         assert_eq!(spec.max_memory.0, "256Mi");
         assert_eq!(spec.effective_replication_factor(), 2);
+    }
+
+    #[test]
+    fn redis_is_on_unless_switched_off() {
+        let on = |json: &str| {
+            serde_json::from_str::<CacheClusterSpec>(json)
+                .unwrap()
+                .redis_enabled()
+        };
+        assert!(on("{}"));
+        assert!(on(r#"{"redis":{}}"#));
+        assert!(on(r#"{"redis":{"enabled":true}}"#));
+        assert!(!on(r#"{"redis":{"enabled":false}}"#));
     }
 
     #[test]

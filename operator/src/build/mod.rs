@@ -23,6 +23,9 @@ use crate::types::CacheCluster;
 pub const FIELD_MANAGER: &str = "ringcache-operator";
 pub const PORT: i32 = 7070;
 pub const PORT_NAME: &str = "http";
+/// The Redis-protocol listener (DESIGN.md "Redis protocol"), when `spec.redis` is enabled.
+pub const REDIS_PORT: i32 = 6379;
+pub const REDIS_PORT_NAME: &str = "redis";
 pub const RING_KEY: &str = "ring.json";
 pub const TOKEN_KEY: &str = "token";
 pub const RING_DIR: &str = "/etc/ringcache/ring";

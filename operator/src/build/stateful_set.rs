@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    AUTH_DIR, CONTAINER_NAME, DATA_DIR, INTERNAL_DIR, Owner, PORT, PORT_NAME, RING_DIR, RING_KEY,
-    TLS_CA_KEY, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, TOKEN_KEY, default_image, labels,
-    selector_labels,
+    AUTH_DIR, CONTAINER_NAME, DATA_DIR, INTERNAL_DIR, Owner, PORT, PORT_NAME, REDIS_PORT,
+    REDIS_PORT_NAME, RING_DIR, RING_KEY, TLS_CA_KEY, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, TOKEN_KEY,
+    default_image, labels, selector_labels,
 };
 use crate::types::CacheCluster;
 
@@ -56,6 +56,14 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
         env("RINGCACHE_LOG_FORMAT", "json"),
         env("RUST_LOG", "info"),
     ];
+    let mut ports = vec![container_port(PORT_NAME, PORT)];
+    if spec.redis_enabled() {
+        envs.push(env(
+            "RINGCACHE_RESP_LISTEN",
+            &format!("0.0.0.0:{REDIS_PORT}"),
+        ));
+        ports.push(container_port(REDIS_PORT_NAME, REDIS_PORT));
+    }
     let mut mounts = vec![
         mount("ring", RING_DIR),
         mount("internal-token", INTERNAL_DIR),
@@ -153,12 +161,7 @@ pub fn stateful_set(owner: &Owner, cc: &CacheCluster, replicas: i32) -> Stateful
         image: Some(spec.image.clone().unwrap_or_else(default_image)),
         image_pull_policy: Some("IfNotPresent".into()),
         env: Some(envs),
-        ports: Some(vec![ContainerPort {
-            name: Some(PORT_NAME.into()),
-            container_port: PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(ports),
         readiness_probe: Some(Probe {
             http_get: Some(http_get("/readyz", scheme)),
             period_seconds: Some(2),
@@ -316,6 +319,15 @@ fn soft_anti_affinity(cluster: &str) -> Affinity {
             ..PodAntiAffinity::default()
         }),
         ..Affinity::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
     }
 }
 
@@ -532,6 +544,61 @@ mod tests {
             (port.container_port, port.name.as_deref()),
             (7070, Some("http"))
         );
+    }
+
+    fn ports_of(c: &Container) -> Vec<(String, i32, String)> {
+        c.ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.name.clone().unwrap(),
+                    p.container_port,
+                    p.protocol.clone().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn redis_listens_on_6379_by_default() {
+        for spec in ["{}", r#"{"redis":{}}"#, r#"{"redis":{"enabled":true}}"#] {
+            let c = &pod(&build(spec, 3)).containers[0];
+            assert_eq!(
+                env_of(c, "RINGCACHE_RESP_LISTEN").as_deref(),
+                Some("0.0.0.0:6379"),
+                "{spec}"
+            );
+            assert_eq!(
+                ports_of(c),
+                [
+                    ("http".to_string(), 7070, "TCP".to_string()),
+                    ("redis".to_string(), 6379, "TCP".to_string())
+                ],
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_redis_sets_no_listener_and_no_port() {
+        let c = &pod(&build(r#"{"redis":{"enabled":false}}"#, 3)).containers[0];
+        assert!(
+            !c.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "RINGCACHE_RESP_LISTEN")
+        );
+        assert_eq!(ports_of(c), [("http".to_string(), 7070, "TCP".to_string())]);
+        // Probes stay on http, whatever redis is set to.
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(probe.port, IntOrString::String("http".into()));
     }
 
     #[test]
