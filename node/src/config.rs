@@ -98,6 +98,9 @@ pub struct Args {
     /// Memory for request bodies and batch answers held at once (quantity).
     #[arg(long, env = "RINGCACHE_BUFFER_MEMORY", default_value = "16Mi", value_parser = parse_size)]
     pub buffer_memory: u64,
+    /// Address to serve the Redis protocol (RESP2/RESP3) on; none = off.
+    #[arg(long, env = "RINGCACHE_RESP_LISTEN")]
+    pub resp_listen: Option<SocketAddr>,
     /// Longest a request body (or a partition pull) may stall between bytes.
     #[arg(long, env = "RINGCACHE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
     pub body_idle_timeout: u64,
@@ -128,6 +131,7 @@ pub struct NodeConfig {
     pub header_read_timeout_ms: u64,
     pub body_idle_timeout_ms: u64,
     pub buffer_memory: u64,
+    pub resp_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -156,6 +160,7 @@ impl NodeConfig {
             header_read_timeout_ms: 10_000,
             body_idle_timeout_ms: 30_000,
             buffer_memory: 16 << 20,
+            resp_listen: None,
         }
     }
 
@@ -196,6 +201,7 @@ impl NodeConfig {
             header_read_timeout_ms: a.header_read_timeout.max(1),
             body_idle_timeout_ms: a.body_idle_timeout.max(1),
             buffer_memory: a.buffer_memory.max(1 << 20),
+            resp_listen: a.resp_listen,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod quantity;
+pub mod resp;
 pub mod ring_state;
 pub mod ring_view;
 pub mod serve;

@@ -25,11 +25,12 @@ pub enum Route {
     InternalAbort,
     InternalPartition,
     InternalReplicate,
+    InternalOp,
     Other,
 }
 
 /// Every route: its label, its method (`*`: any) and its path template.
-pub const ROUTES: [(Route, &str, &str); 18] = [
+pub const ROUTES: [(Route, &str, &str); 19] = [
     (Route::KeyGet, "GET", "/v1/keys/{key}"),
     (Route::KeyPut, "PUT", "/v1/keys/{key}"),
     (Route::KeyDelete, "DELETE", "/v1/keys/{key}"),
@@ -51,6 +52,7 @@ pub const ROUTES: [(Route, &str, &str); 18] = [
         "/internal/v1/partitions/{p}",
     ),
     (Route::InternalReplicate, "POST", "/internal/v1/apply"),
+    (Route::InternalOp, "POST", "/internal/v1/op"),
     (Route::Other, "", "other"),
 ];
 
@@ -116,6 +118,11 @@ pub struct Metrics {
     pub stale_replicas_marked: AtomicU64,
     pub ring_conflicts: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// The RESP front (`--resp-listen`).
+    pub resp_connections: AtomicU64,
+    pub resp_connections_total: AtomicU64,
+    pub resp_commands: AtomicU64,
+    pub resp_errors: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -164,6 +171,10 @@ impl Metrics {
             stale_replicas_marked: AtomicU64::new(0),
             ring_conflicts: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            resp_connections: AtomicU64::new(0),
+            resp_connections_total: AtomicU64::new(0),
+            resp_commands: AtomicU64::new(0),
+            resp_errors: AtomicU64::new(0),
         }
     }
 
@@ -244,7 +255,7 @@ impl Metrics {
             );
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, u64); 24] = [
+        let scalars: [(&str, &str, &str, u64); 27] = [
             (
                 "ringcache_hits_total",
                 "counter",
@@ -388,6 +399,24 @@ impl Metrics {
                 "counter",
                 "Ring documents refused for differing from the current one at the same epoch.",
                 load(&self.ring_conflicts),
+            ),
+            (
+                "ringcache_resp_connections",
+                "gauge",
+                "Open connections of the Redis protocol front.",
+                load(&self.resp_connections),
+            ),
+            (
+                "ringcache_resp_commands_total",
+                "counter",
+                "Commands received over the Redis protocol.",
+                load(&self.resp_commands),
+            ),
+            (
+                "ringcache_resp_errors_total",
+                "counter",
+                "Redis protocol commands answered with an error.",
+                load(&self.resp_errors),
             ),
         ];
         for (name, kind, help, v) in scalars {

@@ -284,6 +284,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
+    let resp_listener = match cfg.resp_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --resp-listen {addr}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         listen = %cfg.listen,
         node_id = %cfg.node_id,
@@ -304,14 +312,26 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         });
     }
     spawn_background(&state, &cfg);
-    serve(
-        listener,
-        state.clone(),
-        shutdown_signal(),
-        cfg.limits(),
-        tls,
-    )
-    .await;
+    // One signal stops both fronts.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&stop| stop).await;
+    };
+    if let Some(l) = resp_listener {
+        tracing::info!(resp_listen = ?cfg.resp_listen, tls = tls.is_some(), "Redis protocol front serving");
+        tokio::spawn(crate::resp::serve(
+            l,
+            state.clone(),
+            stopped(stop_rx.clone()),
+            cfg.limits(),
+            tls.clone(),
+        ));
+    }
+    serve(listener, state.clone(), stopped(stop_rx), cfg.limits(), tls).await;
     drain_replication(&state, DRAIN_TIMEOUT).await;
     if let Some(dir) = &cfg.data_dir {
         save_snapshot(&state, dir).await;

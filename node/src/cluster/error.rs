@@ -57,6 +57,9 @@ pub enum ClusterError {
     Unreachable(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A read-modify-write refused for what the key holds.
+    #[error(transparent)]
+    Op(#[from] super::ops::OpError),
 }
 
 impl ClusterError {

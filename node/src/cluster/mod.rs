@@ -13,6 +13,7 @@ pub mod error;
 pub mod fence;
 pub mod migration;
 pub mod node;
+pub mod ops;
 pub mod peer;
 pub mod peers;
 pub mod replication;
@@ -22,5 +23,6 @@ mod route_tests;
 
 pub use epochs::{install_ring, observe_epoch};
 pub use error::{ClusterError, Op};
+pub use ops::{Cond, Expiry, KeyOp, OpError, Outcome};
 pub use peers::{PeerApi, PeerError, Peers, Sender, WriteOp};
-pub use route::{Origin, Write, read, required_acks, write};
+pub use route::{Origin, Write, op, read, required_acks, write};

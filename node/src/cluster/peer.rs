@@ -4,6 +4,7 @@
 //! token; a client's own credentials never leave the node.
 
 use super::coalesce::{Coalescer, ConnError};
+use super::ops::{KeyOp, OpRequest};
 use super::peers::{
     Forwarded, MAX_RING_BYTES, PeerApi, PeerError, ReadAnswer, RecordStream, Sender, WriteOp,
 };
@@ -159,22 +160,30 @@ impl HttpPeers {
         if let Some(b) = body {
             rb = rb.body(b);
         }
-        let resp = rb.send().await.map_err(|e| unreachable(addr, &e))?;
-        let status = resp.status().as_u16();
-        let epoch = header_epoch(resp.headers());
-        let body = resp.bytes().await.map_err(|e| unreachable(addr, &e))?;
-        if status >= 500 {
-            return Err(PeerError::Status {
-                addr: addr.to_string(),
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
+        forwarded(addr, rb).await
+    }
+
+    async fn forward_op(
+        &self,
+        addr: &str,
+        key: &[u8],
+        op: &KeyOp,
+        from: &Sender,
+    ) -> Result<Forwarded, PeerError> {
+        if addr.is_empty() {
+            return Err(PeerError::NoAddr);
         }
-        Ok(Forwarded {
-            status,
-            body,
-            epoch,
-        })
+        let req = OpRequest {
+            key: Bytes::copy_from_slice(key),
+            op: op.clone(),
+        };
+        let rb = self
+            .http
+            .post(self.url(addr, "/internal/v1/op"))
+            .timeout(HOP_TIMEOUT)
+            .header(FORWARDED_HEADER, "1")
+            .json(&req);
+        forwarded(addr, self.internal(rb, from)).await
     }
 
     async fn replicate(
@@ -315,6 +324,16 @@ impl PeerApi for HttpPeers {
         self.forward_write(addr, key, op, from).boxed()
     }
 
+    fn op<'a>(
+        &'a self,
+        addr: &'a str,
+        key: &'a [u8],
+        op: &'a KeyOp,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
+        self.forward_op(addr, key, op, from).boxed()
+    }
+
     fn apply<'a>(
         &'a self,
         addr: &'a str,
@@ -363,6 +382,27 @@ fn key_path(key: &[u8]) -> String {
         }
     }
     s
+}
+
+/// Sends a forwarded client operation: an answer below 500 is the owner's, 5xx and no answer
+/// are errors (the next owner is tried).
+async fn forwarded(addr: &str, rb: reqwest::RequestBuilder) -> Result<Forwarded, PeerError> {
+    let resp = rb.send().await.map_err(|e| unreachable(addr, &e))?;
+    let status = resp.status().as_u16();
+    let epoch = header_epoch(resp.headers());
+    let body = resp.bytes().await.map_err(|e| unreachable(addr, &e))?;
+    if status >= 500 {
+        return Err(PeerError::Status {
+            addr: addr.to_string(),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    Ok(Forwarded {
+        status,
+        body,
+        epoch,
+    })
 }
 
 async fn check(addr: &str, resp: reqwest::Response) -> Result<reqwest::Response, PeerError> {

@@ -101,6 +101,16 @@ pub trait PeerApi: Send + Sync {
         from: &'a Sender,
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>>;
 
+    /// Passes a client's read-modify-write of `key` on to the owner at `addr`, marked as
+    /// forwarded; a 2xx body is the JSON [`super::ops::Outcome`].
+    fn op<'a>(
+        &'a self,
+        addr: &'a str,
+        key: &'a [u8],
+        op: &'a super::ops::KeyOp,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>>;
+
     /// Replica write of `records` (already versioned here). Returns the peer's epoch.
     fn apply<'a>(
         &'a self,

@@ -7,6 +7,7 @@ use super::epochs::observe_epoch;
 use super::error::{ClusterError, Op};
 use super::fence;
 use super::node::SharedNode;
+use super::ops::{KeyOp, Outcome};
 use super::peers::{PeerError, Sender, WriteOp};
 use crate::config::WriteConsistency;
 use crate::engine::Record;
@@ -112,30 +113,7 @@ pub async fn write(
 ) -> Result<(), ClusterError> {
     let p = s.engine.partition_of(key);
     let now = s.clock.now_ms();
-    // Count this write under the epoch it is routed with before routing it, and make sure that
-    // epoch is still the ring's: a migration fence reading "epoch E, nothing older in flight"
-    // then cannot miss it (see `fence`).
-    let (view, guard) = loop {
-        let view = s.ring.get();
-        let guard = s.writes.enter(view.epoch());
-        if s.ring.epoch() == view.epoch() {
-            break (view, guard);
-        }
-    };
-    require_ring(s, &view)?;
-    let owners = view.doc.write_owners(p);
-    if owners.is_empty() {
-        return Err(ClusterError::NoLiveOwner { partition: p });
-    }
-    // Data exists only where a serving owner holds it: a write taken by recovering or joining
-    // owners alone could be lost with them unnoticed (and a partition no serving owner ever held
-    // is known to be empty, which recovery relies on).
-    if view.doc.read_owners(p).is_empty() {
-        return Err(ClusterError::NoServingOwner {
-            partition: p,
-            epoch: view.epoch(),
-        });
-    }
+    let (view, guard, owners) = enter_write(s, p)?;
     if view.takes_write(p) {
         let rec = match w.value {
             Some(v) => s.engine.set(key, v, w.ttl_ms, now)?,
@@ -172,6 +150,104 @@ pub async fn write(
             }
             Err(e) => last_err = forward_failed(s, &e, Op::Write),
         }
+    }
+    Err(ClusterError::Unreachable(last_err))
+}
+
+/// The ring a write of partition `p` is routed with, counted in the migration fence under its
+/// epoch, and the partition's live write owners.
+fn enter_write(
+    s: &SharedNode,
+    p: u32,
+) -> Result<(Arc<RingView>, fence::WriteGuard, Vec<u32>), ClusterError> {
+    // Count this write under the epoch it is routed with before routing it, and make sure that
+    // epoch is still the ring's: a migration fence reading "epoch E, nothing older in flight"
+    // then cannot miss it (see `fence`).
+    let (view, guard) = loop {
+        let view = s.ring.get();
+        let guard = s.writes.enter(view.epoch());
+        if s.ring.epoch() == view.epoch() {
+            break (view, guard);
+        }
+    };
+    require_ring(s, &view)?;
+    let owners = view.doc.write_owners(p);
+    if owners.is_empty() {
+        return Err(ClusterError::NoLiveOwner { partition: p });
+    }
+    // Data exists only where a serving owner holds it: a write taken by recovering or joining
+    // owners alone could be lost with them unnoticed (and a partition no serving owner ever held
+    // is known to be empty, which recovery relies on).
+    if view.doc.read_owners(p).is_empty() {
+        return Err(ClusterError::NoServingOwner {
+            partition: p,
+            epoch: view.epoch(),
+        });
+    }
+    Ok((view, guard, owners))
+}
+
+/// Runs a read-modify-write `op` on `key` where the key's current value is known: on its first
+/// serving owner that holds the partition completely (the next one when it cannot be reached),
+/// so that two increments of one key meet on one node. What it writes is replicated to every
+/// other live write owner like a plain write.
+pub async fn op(
+    s: &SharedNode,
+    key: &[u8],
+    op: KeyOp,
+    origin: &Origin,
+) -> Result<Outcome, ClusterError> {
+    let p = s.engine.partition_of(key);
+    let now = s.clock.now_ms();
+    let (view, guard, owners) = enter_write(s, p)?;
+    let here = view.takes_write(p) && view.serves_read(p) && s.ring.completeness().is_complete(p);
+    let run_here = || async {
+        let (outcome, rec) = super::ops::run_local(&s.engine, key, &op, now, s.max_value_size)??;
+        if let Some(rec) = rec {
+            replicate(s, &view, &owners, rec, guard).await?;
+        }
+        Ok(outcome)
+    };
+    if origin.forwarded {
+        if here {
+            return run_here().await;
+        }
+        return Err(ClusterError::NotOwner {
+            op: Op::Write,
+            partition: p,
+            epoch: view.epoch(),
+        });
+    }
+    let from = Sender::of(&view);
+    let mut last_err = String::new();
+    for i in view.doc.read_owners(p) {
+        if Some(i) == view.self_index {
+            if here {
+                return run_here().await;
+            }
+            continue;
+        }
+        let addr = view.addr(i);
+        s.metrics.forwards.fetch_add(1, Ordering::Relaxed);
+        match s.peers.op(addr, key, &op, &from).await {
+            Ok(f) => {
+                observe_epoch(s, f.epoch, addr);
+                return match f.status {
+                    200..=299 => serde_json::from_slice(&f.body).map_err(|e| {
+                        ClusterError::Unreachable(format!("{addr}: unreadable answer: {e}"))
+                    }),
+                    st => Err(ClusterError::from_owner(st, &f.body)),
+                };
+            }
+            Err(e) => last_err = forward_failed(s, &e, Op::Write),
+        }
+    }
+    if last_err.is_empty() {
+        return Err(ClusterError::NotOwner {
+            op: Op::Write,
+            partition: p,
+            epoch: view.epoch(),
+        });
     }
     Err(ClusterError::Unreachable(last_err))
 }

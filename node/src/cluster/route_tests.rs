@@ -3,8 +3,9 @@
 
 use super::error::{ClusterError, Op};
 use super::node::{Node, SharedNode};
+use super::ops::{KeyOp, OpError, Outcome};
 use super::peers::{Forwarded, PeerApi, PeerError, ReadAnswer, RecordStream, Sender, WriteOp};
-use super::route::{Origin, Write, read, write};
+use super::route::{Origin, Write, op, read, write};
 use crate::clock::SystemClock;
 use crate::config::{NodeConfig, WriteConsistency};
 use crate::engine::Record;
@@ -80,6 +81,31 @@ impl FakePeers {
     }
 }
 
+impl FakePeers {
+    /// A forwarded client operation's answer: `status` and `body` when the peer acknowledges,
+    /// its 4xx as an answer (not an error of the hop).
+    async fn forwarded(
+        &self,
+        addr: &str,
+        status: u16,
+        body: Bytes,
+    ) -> Result<Forwarded, PeerError> {
+        match self.behave(addr).await {
+            Ok(_) => Ok(Forwarded {
+                status,
+                body,
+                epoch: Some(1),
+            }),
+            Err(PeerError::Status { status, body, .. }) if status < 500 => Ok(Forwarded {
+                status,
+                body: Bytes::from(body),
+                epoch: Some(1),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl PeerApi for FakePeers {
     fn read<'a>(
         &'a self,
@@ -103,23 +129,18 @@ impl PeerApi for FakePeers {
         _op: &'a WriteOp,
         _from: &'a Sender,
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
-        async move {
-            match self.behave(addr).await {
-                Ok(_) => Ok(Forwarded {
-                    status: 204,
-                    body: Bytes::new(),
-                    epoch: Some(1),
-                }),
-                // A forwarded write's 4xx is an answer, not an error of the hop.
-                Err(PeerError::Status { status, body, .. }) if status < 500 => Ok(Forwarded {
-                    status,
-                    body: Bytes::from(body),
-                    epoch: Some(1),
-                }),
-                Err(e) => Err(e),
-            }
-        }
-        .boxed()
+        self.forwarded(addr, 204, Bytes::new()).boxed()
+    }
+
+    fn op<'a>(
+        &'a self,
+        addr: &'a str,
+        _key: &'a [u8],
+        _op: &'a KeyOp,
+        _from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
+        let answer = serde_json::to_vec(&Outcome::Int(7)).unwrap_or_default();
+        self.forwarded(addr, 200, Bytes::from(answer)).boxed()
     }
 
     fn apply<'a>(
@@ -395,4 +416,82 @@ async fn forwarded_reads_fail_over_on_no_answer_but_not_on_a_refusal() {
         read(&n, b"k", true).await,
         Err(ClusterError::NotOwner { op: Op::Read, .. })
     ));
+}
+
+#[tokio::test]
+async fn read_modify_writes_run_on_the_first_serving_owner_and_replicate() {
+    let (n, peers) = node(WriteConsistency::All, &[0, 1, 2]);
+    let incr = |by| KeyOp::IncrBy { by };
+    let here = Origin::default();
+    assert_eq!(op(&n, b"c", incr(2), &here).await.unwrap(), Outcome::Int(2));
+    assert_eq!(op(&n, b"c", incr(3), &here).await.unwrap(), Outcome::Int(5));
+    assert_eq!((peers.applied(&addr(1)), peers.applied(&addr(2))), (2, 2));
+    let last = peers.applied.lock()[&addr(1)].last().cloned().unwrap();
+    assert_eq!(
+        last.value.as_deref(),
+        Some(&b"5"[..]),
+        "replicas get the result"
+    );
+    // A refusal writes and replicates nothing.
+    put(&n, "s", "text").await.unwrap();
+    assert!(matches!(
+        op(&n, b"s", incr(1), &here).await,
+        Err(ClusterError::Op(OpError::NotInteger))
+    ));
+    assert_eq!(peers.applied(&addr(1)), 3);
+    // Read-only ops are not replicated.
+    assert_eq!(
+        op(&n, b"c", KeyOp::Ttl, &here).await.unwrap(),
+        Outcome::Int(-1)
+    );
+    assert_eq!(peers.applied(&addr(1)), 3);
+    // With `all`, an owner that misses the result fails the op (the value is stored here).
+    peers.set(&addr(2), Behaviour::Down);
+    assert!(matches!(
+        op(&n, b"c", incr(1), &here).await,
+        Err(ClusterError::Replication {
+            acks: 1,
+            need: 2,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn read_modify_writes_go_to_the_owner_in_order_and_never_twice() {
+    let (n, peers) = node(WriteConsistency::All, &[1, 2]);
+    let here = Origin::default();
+    assert_eq!(
+        op(&n, b"k", KeyOp::IncrBy { by: 1 }, &here).await.unwrap(),
+        Outcome::Int(7)
+    );
+    assert_eq!(*peers.calls.lock(), [addr(1)], "the first owner only");
+    peers.calls.lock().clear();
+    peers.set(&addr(1), Behaviour::Down);
+    op(&n, b"k", KeyOp::Ttl, &here).await.unwrap();
+    assert_eq!(*peers.calls.lock(), [addr(1), addr(2)], "failed over");
+    peers.set(
+        &addr(2),
+        Behaviour::Status(
+            400,
+            r#"{"error":"value is not an integer or out of range","code":"not_integer"}"#,
+        ),
+    );
+    assert!(matches!(
+        op(&n, b"k", KeyOp::IncrBy { by: 1 }, &here).await,
+        Err(ClusterError::Owner {
+            status: 400,
+            code: ErrorCode::NotInteger,
+            ..
+        })
+    ));
+    let forwarded = Origin { forwarded: true };
+    assert!(matches!(
+        op(&n, b"k", KeyOp::Ttl, &forwarded).await,
+        Err(ClusterError::NotOwner { op: Op::Write, .. })
+    ));
+    assert!(
+        n.engine.get(b"k", n.clock.now_ms()).is_none(),
+        "nothing ran here"
+    );
 }

@@ -1,7 +1,7 @@
 //! JSON error bodies: `{"error": "...", "code": "..."}` with the matching status. The one place
 //! where the node's errors (engine, cluster) become HTTP statuses.
 
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, OpError};
 use crate::engine::EngineError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -73,6 +73,16 @@ impl From<ClusterError> for ApiError {
         use ClusterError as C;
         match e {
             C::Engine(e) => e.into(),
+            C::Op(ref op) => {
+                let (status, code) = match op {
+                    OpError::NotInteger => (StatusCode::BAD_REQUEST, ErrorCode::NotInteger),
+                    OpError::Overflow => (StatusCode::BAD_REQUEST, ErrorCode::Overflow),
+                    OpError::ValueTooLarge { .. } => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::ValueTooLarge)
+                    }
+                };
+                ApiError::new(status, code, e.to_string())
+            }
             C::Owner {
                 status,
                 code,

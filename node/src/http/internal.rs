@@ -192,6 +192,31 @@ pub async fn apply(State(s): State<SharedNode>, req: Request) -> Result<StatusCo
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /internal/v1/op`: a client's read-modify-write forwarded by the node it reached
+/// (JSON [`crate::cluster::ops::OpRequest`]); answers the JSON [`crate::cluster::Outcome`].
+pub async fn op(
+    State(s): State<SharedNode>,
+    req: Request,
+) -> Result<axum::Json<crate::cluster::Outcome>, ApiError> {
+    // base64 takes 4/3 of the value; the key and the op's other fields stay under 1 KiB.
+    let limit =
+        usize::try_from(s.max_value_size.saturating_mul(4) / 3 + 1024).unwrap_or(usize::MAX);
+    let (body, _draw) = super::body::read(&s, req, limit).await?;
+    let r: crate::cluster::ops::OpRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadBody, format!("invalid op: {e}")))?;
+    super::keys::check_key_bytes(&r.key)?;
+    if let crate::cluster::KeyOp::Set { value, .. } | crate::cluster::KeyOp::Append { value } =
+        &r.op
+        && value.len() as u64 > s.max_value_size
+    {
+        return Err(super::keys::value_too_large(value.len(), s.max_value_size));
+    }
+    let origin = crate::cluster::Origin { forwarded: true };
+    Ok(axum::Json(
+        crate::cluster::op(&s, &r.key, r.op, &origin).await?,
+    ))
+}
+
 /// `POST /internal/v1/abort`: fault injection. The process dies at once, as from SIGKILL, an
 /// OOM kill or a crash (no drain, no snapshot), shortly after answering 202; the container is
 /// then restarted in place. The end-to-end suite uses it to prove that such restarts lose

@@ -15,7 +15,11 @@ use ringcache_ring::MAX_KEY_LEN;
 const MAX_TTL_MS: u64 = 10 * 365 * 86_400_000;
 
 pub fn check_key(key: &str) -> Result<&[u8], ApiError> {
-    let b = key.as_bytes();
+    check_key_bytes(key.as_bytes())
+}
+
+/// A key's bounds: not empty, at most [`MAX_KEY_LEN`] bytes.
+pub fn check_key_bytes(b: &[u8]) -> Result<&[u8], ApiError> {
     if b.is_empty() {
         return Err(ApiError::bad_key("key must not be empty"));
     }
@@ -114,15 +118,7 @@ pub async fn put(
     let limit = usize::try_from(s.max_value_size).unwrap_or(usize::MAX);
     let (body, _draw) = super::body::read(&s, req, limit).await?;
     if body.len() as u64 > s.max_value_size {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::ValueTooLarge,
-            format!(
-                "value is {} bytes, the maximum is {}",
-                body.len(),
-                s.max_value_size
-            ),
-        ));
+        return Err(value_too_large(body.len(), s.max_value_size));
     }
     // The engine copies the value into its own allocation (the request buffer is not retained).
     let w = cluster::Write {
@@ -131,6 +127,14 @@ pub async fn put(
     };
     cluster::write(&s, k, w, &origin).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn value_too_large(len: usize, max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::ValueTooLarge,
+        format!("value is {len} bytes, the maximum is {max}"),
+    )
 }
 
 pub async fn delete(

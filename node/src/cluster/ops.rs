@@ -1,0 +1,537 @@
+//! Key operations that read what they change (conditional sets, counters, appends, expiry
+//! changes, deletes that report what they removed): decided on one owner under the key's lock
+//! ([`run_local`]), then replicated like any write. The Redis front's `SET NX|XX|GET|KEEPTTL`,
+//! `GETDEL`, `GETEX`, `INCR*`, `APPEND`, `EXPIRE*`, `PERSIST`, `TTL` and counted `DEL` are these.
+//!
+//! They travel between nodes as JSON (`POST /internal/v1/op`), values in base64.
+
+use crate::engine::{Change, Current, Engine, EngineError, Record};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// What becomes of the key's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Expiry {
+    /// Unchanged (`KEEPTTL`; counters and appends).
+    Keep,
+    /// No expiry (`PERSIST`; a plain `SET`).
+    Clear,
+    /// At this Unix millisecond (relative TTLs are made absolute where the command arrived).
+    At(u64),
+}
+
+/// When a set happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Cond {
+    Always,
+    /// `NX`
+    IfAbsent,
+    /// `XX`
+    IfPresent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum KeyOp {
+    /// Stores `value` when `cond` holds; with `get`, answers the previous value.
+    Set {
+        #[serde(with = "b64")]
+        value: Bytes,
+        expiry: Expiry,
+        cond: Cond,
+        get: bool,
+    },
+    /// Deletes; answers 1/0 (existed), or with `get` the value it held.
+    Delete { get: bool },
+    /// Answers the value and changes its expiry (`Keep`: a plain read).
+    GetEx { expiry: Expiry },
+    /// Adds `by` to the integer the key holds (absent: 0), keeping its expiry.
+    IncrBy { by: i64 },
+    /// Appends, keeping the expiry; answers the new length.
+    Append {
+        #[serde(with = "b64")]
+        value: Bytes,
+    },
+    /// Sets (`At`, in the past: deletes) or clears the expiry; answers 1 when the key changed.
+    Expire { expiry: Expiry },
+    /// Milliseconds the key has left: -2 absent, -1 no expiry.
+    Ttl,
+}
+
+impl KeyOp {
+    /// Whether the op can change the key (a read-only op needs no replication).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            KeyOp::Ttl
+                | KeyOp::GetEx {
+                    expiry: Expiry::Keep
+                }
+        )
+    }
+}
+
+/// An op's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// The set happened.
+    Done,
+    /// The set's condition did not hold: nothing written.
+    Skipped,
+    Value(#[serde(with = "b64_opt")] Option<Bytes>),
+    Int(i64),
+}
+
+/// An op refused for what the key holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("value is not an integer or out of range")]
+    NotInteger,
+    #[error("increment or decrement would overflow")]
+    Overflow,
+    #[error("the result would be {size} bytes, the maximum value size is {max}")]
+    ValueTooLarge { size: u64, max: u64 },
+}
+
+/// What an op run here produced: its answer and the record to replicate, if it wrote.
+pub type Ran = (Outcome, Option<Record>);
+
+/// Runs `op` on this node's store, atomically with the read it depends on.
+pub fn run_local(
+    engine: &Engine,
+    key: &[u8],
+    op: &KeyOp,
+    now_ms: u64,
+    max_value_size: u64,
+) -> Result<Result<Ran, OpError>, EngineError> {
+    let (answer, rec) =
+        engine.update(key, now_ms, |cur| decide(op, cur, now_ms, max_value_size))?;
+    Ok(answer.map(|a| (a, rec)))
+}
+
+fn copy(c: &Current<'_>) -> Bytes {
+    Bytes::copy_from_slice(c.value)
+}
+
+/// Redis's integer grammar: optional `-`, digits, no leading zeros or spaces, fits in i64.
+fn as_integer(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v).ok()?;
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The expiry after `e`, for a key whose current expiry is `current` (0 = none).
+fn expiry_after(e: Expiry, current: u64) -> u64 {
+    match e {
+        Expiry::Keep => current,
+        Expiry::Clear => 0,
+        Expiry::At(t) => t,
+    }
+}
+
+fn decide(
+    op: &KeyOp,
+    cur: Option<Current<'_>>,
+    now_ms: u64,
+    max_value_size: u64,
+) -> Change<Result<Outcome, OpError>> {
+    let past = |t: u64| t != 0 && t <= now_ms;
+    match op {
+        KeyOp::Set {
+            value,
+            expiry,
+            cond,
+            get,
+        } => {
+            let met = match cond {
+                Cond::Always => true,
+                Cond::IfAbsent => cur.is_none(),
+                Cond::IfPresent => cur.is_some(),
+            };
+            let answer = Ok(match (get, met) {
+                (true, _) => Outcome::Value(cur.as_ref().map(copy)),
+                (false, true) => Outcome::Done,
+                (false, false) => Outcome::Skipped,
+            });
+            let expires_at = expiry_after(*expiry, cur.map_or(0, |c| c.expires_at));
+            match (met, cur) {
+                (false, _) => Change::Keep(answer),
+                // Already expired when set (an `EXAT` in the past): what remains is a delete.
+                (true, Some(_)) if past(expires_at) => Change::Remove(answer),
+                (true, None) if past(expires_at) => Change::Keep(answer),
+                (true, _) => Change::Put {
+                    value: value.clone(),
+                    expires_at,
+                    answer,
+                },
+            }
+        }
+        KeyOp::Delete { get } => match cur {
+            None => Change::Keep(Ok(if *get {
+                Outcome::Value(None)
+            } else {
+                Outcome::Int(0)
+            })),
+            Some(c) => Change::Remove(Ok(if *get {
+                Outcome::Value(Some(copy(&c)))
+            } else {
+                Outcome::Int(1)
+            })),
+        },
+        KeyOp::GetEx { expiry } => {
+            let Some(c) = cur else {
+                return Change::Keep(Ok(Outcome::Value(None)));
+            };
+            let answer = Ok(Outcome::Value(Some(copy(&c))));
+            let expires_at = expiry_after(*expiry, c.expires_at);
+            if expires_at == c.expires_at {
+                Change::Keep(answer)
+            } else if past(expires_at) {
+                Change::Remove(answer)
+            } else {
+                Change::Put {
+                    value: copy(&c),
+                    expires_at,
+                    answer,
+                }
+            }
+        }
+        KeyOp::IncrBy { by } => {
+            let n = match cur {
+                None => 0,
+                Some(c) => match as_integer(c.value) {
+                    Some(n) => n,
+                    None => return Change::Keep(Err(OpError::NotInteger)),
+                },
+            };
+            let Some(n) = n.checked_add(*by) else {
+                return Change::Keep(Err(OpError::Overflow));
+            };
+            Change::Put {
+                value: Bytes::from(n.to_string()),
+                expires_at: cur.map_or(0, |c| c.expires_at),
+                answer: Ok(Outcome::Int(n)),
+            }
+        }
+        KeyOp::Append { value } => {
+            let old = cur.map_or(&[][..], |c| c.value);
+            let size = (old.len() + value.len()) as u64;
+            if size > max_value_size {
+                return Change::Keep(Err(OpError::ValueTooLarge {
+                    size,
+                    max: max_value_size,
+                }));
+            }
+            let mut joined = Vec::with_capacity(size as usize);
+            joined.extend_from_slice(old);
+            joined.extend_from_slice(value);
+            Change::Put {
+                value: Bytes::from(joined),
+                expires_at: cur.map_or(0, |c| c.expires_at),
+                answer: Ok(Outcome::Int(size as i64)),
+            }
+        }
+        KeyOp::Expire { expiry } => {
+            let Some(c) = cur else {
+                return Change::Keep(Ok(Outcome::Int(0)));
+            };
+            let expires_at = expiry_after(*expiry, c.expires_at);
+            match expiry {
+                Expiry::Keep => Change::Keep(Ok(Outcome::Int(0))),
+                Expiry::Clear if c.expires_at == 0 => Change::Keep(Ok(Outcome::Int(0))),
+                _ if past(expires_at) => Change::Remove(Ok(Outcome::Int(1))),
+                _ => Change::Put {
+                    value: copy(&c),
+                    expires_at,
+                    answer: Ok(Outcome::Int(1)),
+                },
+            }
+        }
+        KeyOp::Ttl => Change::Keep(Ok(Outcome::Int(match cur {
+            None => -2,
+            Some(c) if c.expires_at == 0 => -1,
+            Some(c) => c.expires_at.saturating_sub(now_ms) as i64,
+        }))),
+    }
+}
+
+/// Request body of `POST /internal/v1/op`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpRequest {
+    #[serde(with = "b64")]
+    pub key: Bytes,
+    pub op: KeyOp,
+}
+
+mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let s = <&str>::deserialize(d)?;
+        STANDARD
+            .decode(s)
+            .map(Bytes::from)
+            .map_err(D::Error::custom)
+    }
+}
+
+mod b64_opt {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => super::b64::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::b64")] Bytes);
+        Ok(Option::<W>::deserialize(d)?.map(|W(b)| b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineConfig, EvictionPolicy};
+
+    const MAX: u64 = 1 << 10;
+
+    fn run(e: &Engine, key: &str, op: KeyOp, now: u64) -> Result<Outcome, OpError> {
+        run_local(e, key.as_bytes(), &op, now, MAX)
+            .unwrap()
+            .map(|(o, _)| o)
+    }
+
+    fn set(value: &str, expiry: Expiry, cond: Cond, get: bool) -> KeyOp {
+        KeyOp::Set {
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            expiry,
+            cond,
+            get,
+        }
+    }
+
+    fn val(v: &str) -> Outcome {
+        Outcome::Value(Some(Bytes::copy_from_slice(v.as_bytes())))
+    }
+
+    fn engine() -> Engine {
+        Engine::new(EngineConfig::new(8, 1 << 20, EvictionPolicy::Lru))
+    }
+
+    #[test]
+    fn conditional_sets_follow_redis() {
+        let e = engine();
+        let r = |op| run(&e, "k", op, 1_000);
+        assert_eq!(
+            r(set("a", Expiry::Clear, Cond::IfPresent, false)),
+            Ok(Outcome::Skipped)
+        );
+        assert_eq!(
+            r(set("a", Expiry::Clear, Cond::IfAbsent, false)),
+            Ok(Outcome::Done)
+        );
+        assert_eq!(
+            r(set("b", Expiry::Clear, Cond::IfAbsent, false)),
+            Ok(Outcome::Skipped)
+        );
+        assert_eq!(
+            r(set("c", Expiry::Clear, Cond::IfPresent, true)),
+            Ok(val("a"))
+        );
+        assert_eq!(
+            r(set("d", Expiry::Clear, Cond::IfAbsent, true)),
+            Ok(val("c")),
+            "NX GET answers the old value"
+        );
+        assert_eq!(e.get(b"k", 1_000).as_deref(), Some(&b"c"[..]));
+        assert_eq!(
+            r(set("e", Expiry::At(5_000), Cond::Always, false)),
+            Ok(Outcome::Done)
+        );
+        assert_eq!(
+            r(set("f", Expiry::Keep, Cond::Always, false)),
+            Ok(Outcome::Done)
+        );
+        assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(4_000)), "KEEPTTL kept it");
+        assert_eq!(
+            r(set("g", Expiry::Clear, Cond::Always, false)),
+            Ok(Outcome::Done)
+        );
+        assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(-1)), "a plain SET clears it");
+        assert_eq!(
+            r(set("h", Expiry::At(999), Cond::Always, false)),
+            Ok(Outcome::Done)
+        );
+        assert_eq!(e.get(b"k", 1_000), None, "set already expired");
+    }
+
+    #[test]
+    fn counters_parse_strictly_and_keep_the_ttl() {
+        let e = engine();
+        let r = |k, op| run(&e, k, op, 1_000);
+        assert_eq!(r("n", KeyOp::IncrBy { by: 5 }), Ok(Outcome::Int(5)));
+        assert_eq!(r("n", KeyOp::IncrBy { by: -7 }), Ok(Outcome::Int(-2)));
+        r(
+            "n",
+            KeyOp::Expire {
+                expiry: Expiry::At(3_000),
+            },
+        )
+        .unwrap();
+        assert_eq!(r("n", KeyOp::IncrBy { by: 1 }), Ok(Outcome::Int(-1)));
+        assert_eq!(r("n", KeyOp::Ttl), Ok(Outcome::Int(2_000)));
+        for bad in ["", " 1", "01", "1.5", "-0", "x", "99999999999999999999"] {
+            run(&e, "b", set(bad, Expiry::Clear, Cond::Always, false), 1_000).unwrap();
+            assert_eq!(
+                r("b", KeyOp::IncrBy { by: 1 }),
+                Err(OpError::NotInteger),
+                "{bad:?}"
+            );
+        }
+        run(
+            &e,
+            "m",
+            set(&i64::MAX.to_string(), Expiry::Clear, Cond::Always, false),
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(r("m", KeyOp::IncrBy { by: 1 }), Err(OpError::Overflow));
+        assert_eq!(
+            e.get(b"m", 1_000).as_deref(),
+            Some(i64::MAX.to_string().as_bytes())
+        );
+    }
+
+    #[test]
+    fn append_delete_getex_and_expire() {
+        let e = engine();
+        let r = |op| run(&e, "k", op, 1_000);
+        let app = |v: &str| KeyOp::Append {
+            value: Bytes::copy_from_slice(v.as_bytes()),
+        };
+        assert_eq!(r(app("ab")), Ok(Outcome::Int(2)));
+        assert_eq!(r(app("cd")), Ok(Outcome::Int(4)));
+        assert_eq!(
+            r(app(&"x".repeat(MAX as usize))),
+            Err(OpError::ValueTooLarge {
+                size: MAX + 4,
+                max: MAX
+            })
+        );
+        assert_eq!(
+            r(KeyOp::Expire {
+                expiry: Expiry::Clear
+            }),
+            Ok(Outcome::Int(0)),
+            "PERSIST of no ttl"
+        );
+        assert_eq!(
+            r(KeyOp::GetEx {
+                expiry: Expiry::At(2_000)
+            }),
+            Ok(val("abcd"))
+        );
+        assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(1_000)));
+        assert_eq!(
+            r(KeyOp::Expire {
+                expiry: Expiry::Clear
+            }),
+            Ok(Outcome::Int(1))
+        );
+        assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(-1)));
+        assert_eq!(r(KeyOp::Delete { get: true }), Ok(val("abcd")));
+        assert_eq!(r(KeyOp::Delete { get: false }), Ok(Outcome::Int(0)));
+        assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(-2)));
+        assert_eq!(
+            r(KeyOp::Expire {
+                expiry: Expiry::At(5_000)
+            }),
+            Ok(Outcome::Int(0))
+        );
+        r(app("z")).unwrap();
+        assert_eq!(
+            r(KeyOp::Expire {
+                expiry: Expiry::At(10)
+            }),
+            Ok(Outcome::Int(1)),
+            "past: deleted"
+        );
+        assert_eq!(e.get(b"k", 1_000), None);
+    }
+
+    #[test]
+    fn only_writes_produce_a_record() {
+        let e = engine();
+        let rec = |op: KeyOp| run_local(&e, b"k", &op, 1_000, MAX).unwrap().unwrap().1;
+        assert!(rec(KeyOp::Ttl).is_none());
+        assert!(rec(set("v", Expiry::Clear, Cond::Always, false)).is_some());
+        assert!(rec(set("w", Expiry::Clear, Cond::IfAbsent, false)).is_none());
+        assert!(
+            rec(KeyOp::GetEx {
+                expiry: Expiry::Keep
+            })
+            .is_none()
+        );
+        let del = rec(KeyOp::Delete { get: false }).unwrap();
+        assert!(del.is_tombstone());
+    }
+
+    #[test]
+    fn ops_and_outcomes_survive_the_wire() {
+        let ops = [
+            set("\u{0}bin", Expiry::At(7), Cond::IfAbsent, true),
+            KeyOp::Delete { get: true },
+            KeyOp::GetEx {
+                expiry: Expiry::Clear,
+            },
+            KeyOp::IncrBy { by: -3 },
+            KeyOp::Append {
+                value: Bytes::from_static(&[0xff, 0]),
+            },
+            KeyOp::Expire {
+                expiry: Expiry::Keep,
+            },
+            KeyOp::Ttl,
+        ];
+        for op in ops {
+            let req = OpRequest {
+                key: Bytes::from_static(b"k\xff"),
+                op,
+            };
+            let back: OpRequest =
+                serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+            assert_eq!((back.key, back.op), (req.key, req.op));
+        }
+        for o in [
+            Outcome::Done,
+            Outcome::Skipped,
+            Outcome::Value(None),
+            val("x"),
+            Outcome::Int(-2),
+        ] {
+            let back: Outcome = serde_json::from_slice(&serde_json::to_vec(&o).unwrap()).unwrap();
+            assert_eq!(back, o);
+        }
+    }
+}

@@ -1,0 +1,979 @@
+//! The commands of DESIGN.md "Redis protocol (RESP)": parsed from argument slices, run through
+//! the same cluster paths as HTTP (`cluster::read`, `cluster::write`, `cluster::op`), answered
+//! in Redis's forms. A command whose answer is known at once is written straight into the
+//! output; one that waits on a peer becomes a future the connection answers in order.
+
+use super::reply;
+use crate::cluster::node::SharedNode;
+use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome};
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt};
+use ringcache_common::protocol::ErrorCode;
+use ringcache_ring::MAX_KEY_LEN;
+use std::sync::atomic::Ordering;
+
+/// One command's arguments: ranges into the connection's input buffer.
+pub struct Args<'a> {
+    pub buf: &'a [u8],
+    pub ranges: &'a [(usize, usize)],
+}
+
+impl<'a> Args<'a> {
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        let (a, b) = self.ranges[i];
+        &self.buf[a..b]
+    }
+
+    fn text(&self, i: usize) -> String {
+        String::from_utf8_lossy(self.get(i)).into_owned()
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Conn {
+    pub id: u64,
+    pub authed: bool,
+    pub resp3: bool,
+    pub name: Option<String>,
+    /// `QUIT` was answered: close once the answers before it are out.
+    pub quit: bool,
+}
+
+/// A command's answer when it is not written at once.
+#[derive(Debug)]
+pub enum Answer {
+    Ok,
+    Null,
+    Int(i64),
+    Bulk(Bytes),
+    Values(Vec<Option<Bytes>>),
+    Err(String),
+    /// Already encoded (an answer queued behind a pending one).
+    Raw(Vec<u8>),
+}
+
+pub fn encode(out: &mut Vec<u8>, a: Answer, resp3: bool) {
+    match a {
+        Answer::Ok => reply::ok(out),
+        Answer::Null => reply::null(out, resp3),
+        Answer::Int(n) => reply::int(out, n),
+        Answer::Bulk(b) => reply::bulk(out, &b),
+        Answer::Values(vs) => {
+            reply::array(out, vs.len());
+            for v in vs {
+                reply::opt_bulk(out, v.as_deref(), resp3);
+            }
+        }
+        Answer::Err(e) => reply::error(out, &e),
+        Answer::Raw(r) => out.extend_from_slice(&r),
+    }
+}
+
+/// What running a command produced.
+pub enum Reply {
+    /// Written into the output.
+    Now,
+    /// To be answered when this completes.
+    Later(BoxFuture<'static, Answer>),
+}
+
+/// Runs `fut` as far as it goes without waiting: a write stored here with no replica to wait
+/// for is answered at once, without a trip through the scheduler.
+fn later(
+    out: &mut Vec<u8>,
+    resp3: bool,
+    fut: impl Future<Output = Answer> + Send + 'static,
+) -> Reply {
+    let mut fut = fut.boxed();
+    match (&mut fut).now_or_never() {
+        Some(a) => {
+            encode(out, a, resp3);
+            Reply::Now
+        }
+        None => Reply::Later(fut),
+    }
+}
+
+/// A command of the table: name (upper case), Redis arity (n: exactly n arguments with the
+/// name; -n: at least n), where its keys are, whether it writes, and its handler.
+pub struct Spec {
+    pub name: &'static str,
+    arity: i32,
+    keys: Keys,
+    pub writes: bool,
+    run: fn(&mut Exec<'_>, &Args<'_>) -> Reply,
+}
+
+/// Key positions: none, one at 1, every argument from 1, or every other from 1 (`MSET`).
+#[derive(Clone, Copy)]
+enum Keys {
+    None,
+    First,
+    All,
+    Pairs,
+}
+
+impl Spec {
+    /// The keys `args` names (for ordering a pipeline), by index.
+    pub fn key_indexes(&self, n: usize) -> impl Iterator<Item = usize> {
+        let (first, step, last) = match self.keys {
+            Keys::None => (1, 1, 0),
+            Keys::First => (1, 1, 1.min(n.saturating_sub(1))),
+            Keys::All => (1, 1, n.saturating_sub(1)),
+            Keys::Pairs => (1, 2, n.saturating_sub(1)),
+        };
+        (first..=last).step_by(step)
+    }
+}
+
+/// What a command runs with.
+pub struct Exec<'a> {
+    pub s: &'a SharedNode,
+    pub conn: &'a mut Conn,
+    pub out: &'a mut Vec<u8>,
+}
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $keys:ident, $writes:expr, $run:expr) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            keys: Keys::$keys,
+            writes: $writes,
+            run: $run,
+        }
+    };
+}
+
+/// Sorted by name (looked up by binary search).
+static COMMANDS: &[Spec] = &[
+    spec!("APPEND", 3, First, true, append),
+    spec!("AUTH", -2, None, false, auth),
+    spec!("CLIENT", -2, None, false, client),
+    spec!("COMMAND", -1, None, false, command),
+    spec!("DBSIZE", 1, None, false, dbsize),
+    spec!("DECR", 2, First, true, |x, a| incr_by(x, a, Some(-1))),
+    spec!("DECRBY", 3, First, true, decr_by),
+    spec!("DEL", -2, All, true, del),
+    spec!("ECHO", 2, None, false, echo),
+    spec!("EXISTS", -2, All, false, exists),
+    spec!("EXPIRE", -3, First, true, |x, a| expire(x, a, 1_000, false)),
+    spec!("EXPIREAT", -3, First, true, |x, a| expire(
+        x, a, 1_000, true
+    )),
+    spec!("GET", 2, First, false, get),
+    spec!("GETDEL", 2, First, true, getdel),
+    spec!("GETEX", -2, First, true, getex),
+    spec!("HELLO", -1, None, false, hello),
+    spec!("INCR", 2, First, true, |x, a| incr_by(x, a, Some(1))),
+    spec!("INCRBY", 3, First, true, |x, a| incr_by(x, a, None)),
+    spec!("INFO", -1, None, false, info),
+    spec!("MGET", -2, All, false, mget),
+    spec!("MSET", -3, Pairs, true, mset),
+    spec!("PERSIST", 2, First, true, persist),
+    spec!("PEXPIRE", -3, First, true, |x, a| expire(x, a, 1, false)),
+    spec!("PEXPIREAT", -3, First, true, |x, a| expire(x, a, 1, true)),
+    spec!("PING", -1, None, false, ping),
+    spec!("PSETEX", 4, First, true, |x, a| set_ex(x, a, 1)),
+    spec!("PTTL", 2, First, false, |x, a| ttl(x, a, false)),
+    spec!("QUIT", -1, None, false, quit),
+    spec!("SELECT", 2, None, false, select),
+    spec!("SET", -3, First, true, set),
+    spec!("SETEX", 4, First, true, |x, a| set_ex(x, a, 1_000)),
+    spec!("SETNX", 3, First, true, setnx),
+    spec!("STRLEN", 2, First, false, strlen),
+    spec!("TTL", 2, First, false, |x, a| ttl(x, a, true)),
+    spec!("TYPE", 2, First, false, type_of),
+    spec!("UNLINK", -2, All, true, del),
+];
+
+/// Commands that need no `AUTH` first.
+const BEFORE_AUTH: [&str; 3] = ["AUTH", "HELLO", "QUIT"];
+
+/// The command named `name` (any case).
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    let mut upper = [0u8; 16];
+    if name.len() > upper.len() {
+        return None;
+    }
+    for (u, b) in upper.iter_mut().zip(name) {
+        *u = b.to_ascii_uppercase();
+    }
+    let name = &upper[..name.len()];
+    COMMANDS
+        .binary_search_by(|c| c.name.as_bytes().cmp(name))
+        .ok()
+        .map(|i| &COMMANDS[i])
+}
+
+/// Every command's name, for `COMMAND`.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|c| c.name)
+}
+
+/// Runs the command in `args` (at least one argument).
+pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -> Reply {
+    x.s.metrics.resp_commands.fetch_add(1, Ordering::Relaxed);
+    let Some(spec) = spec else {
+        let mut msg = format!(
+            "ERR unknown command '{}', with args beginning with:",
+            args.text(0)
+        );
+        for i in 1..args.len().min(4) {
+            msg.push_str(&format!(" '{}'", args.text(i)));
+        }
+        return fail(x, &msg);
+    };
+    if !x.conn.authed && !BEFORE_AUTH.contains(&spec.name) {
+        return fail(x, "NOAUTH Authentication required.");
+    }
+    let n = args.len() as i32;
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return wrong_arity(x, spec.name);
+    }
+    for i in spec.key_indexes(args.len()) {
+        let k = args.get(i);
+        if k.is_empty() || k.len() > MAX_KEY_LEN {
+            return fail(
+                x,
+                &format!(
+                    "ERR key of {} bytes: keys are 1 to {MAX_KEY_LEN} bytes",
+                    k.len()
+                ),
+            );
+        }
+    }
+    (spec.run)(x, args)
+}
+
+fn fail(x: &mut Exec<'_>, msg: &str) -> Reply {
+    x.s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
+    reply::error(x.out, msg);
+    Reply::Now
+}
+
+fn wrong_arity(x: &mut Exec<'_>, name: &str) -> Reply {
+    fail(
+        x,
+        &format!(
+            "ERR wrong number of arguments for '{}' command",
+            name.to_ascii_lowercase()
+        ),
+    )
+}
+
+fn syntax(x: &mut Exec<'_>) -> Reply {
+    fail(x, "ERR syntax error")
+}
+
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// Redis's answer to a cluster error.
+pub fn error_text(e: &ClusterError) -> String {
+    use ClusterError as C;
+    let code = match e {
+        C::Op(OpError::NotInteger) => Some(ErrorCode::NotInteger),
+        C::Op(OpError::Overflow) => Some(ErrorCode::Overflow),
+        C::Op(OpError::ValueTooLarge { .. }) => Some(ErrorCode::ValueTooLarge),
+        C::Owner { code, .. } => Some(*code),
+        C::Engine(_) => Some(ErrorCode::InsufficientStorage),
+        _ => None,
+    };
+    match code {
+        Some(ErrorCode::NotInteger) => NOT_INTEGER.to_string(),
+        Some(ErrorCode::Overflow) => "ERR increment or decrement would overflow".to_string(),
+        Some(ErrorCode::ValueTooLarge) => format!("ERR string exceeds maximum allowed size: {e}"),
+        Some(ErrorCode::InsufficientStorage) => {
+            format!("OOM command not allowed when used memory > 'maxmemory': {e}")
+        }
+        Some(ErrorCode::Unauthorized) => format!("NOAUTH {e}"),
+        // No owner can take it now (no ring yet, owners down, a migration's edge): retryable.
+        _ => format!("TRYAGAIN {e}"),
+    }
+}
+
+fn failed(e: ClusterError) -> Answer {
+    Answer::Err(error_text(&e))
+}
+
+/// An integer argument as Redis reads one.
+fn integer(v: &[u8]) -> Option<i64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn key(args: &Args<'_>, i: usize) -> Bytes {
+    Bytes::copy_from_slice(args.get(i))
+}
+
+/// Commands arrive from clients: they may be forwarded.
+const ORIGIN: Origin = Origin { forwarded: false };
+
+fn run_op(x: &mut Exec<'_>, key: Bytes, op: KeyOp, shape: fn(Outcome) -> Answer) -> Reply {
+    let s = x.s.clone();
+    later(x.out, x.conn.resp3, async move {
+        match cluster::op(&s, &key, op, &ORIGIN).await {
+            Ok(o) => shape(o),
+            Err(e) => failed(e),
+        }
+    })
+}
+
+fn outcome(o: Outcome) -> Answer {
+    match o {
+        Outcome::Done => Answer::Ok,
+        Outcome::Skipped | Outcome::Value(None) => Answer::Null,
+        Outcome::Value(Some(v)) => Answer::Bulk(v),
+        Outcome::Int(n) => Answer::Int(n),
+    }
+}
+
+/// 1 when the set happened, 0 when its condition did not hold (`SETNX`).
+fn done_as_int(o: Outcome) -> Answer {
+    Answer::Int(i64::from(o == Outcome::Done))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings.
+
+fn get(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let k = args.get(1);
+    let s = x.s;
+    // Fast path, as HTTP's: a partition served here is answered straight from the store.
+    if s.ring.serves_read_locally(s.engine.partition_of(k)) {
+        let out = &mut *x.out;
+        if s.engine
+            .get_with(k, s.clock.now_ms(), |v| reply::bulk(out, v))
+            .is_none()
+        {
+            reply::null(out, x.conn.resp3);
+        }
+        return Reply::Now;
+    }
+    let (s, k) = (s.clone(), key(args, 1));
+    later(x.out, x.conn.resp3, async move {
+        match cluster::read(&s, &k, false).await {
+            Ok(Some(v)) => Answer::Bulk(v),
+            Ok(None) => Answer::Null,
+            Err(e) => failed(e),
+        }
+    })
+}
+
+/// Longest TTL accepted (10 years), as over HTTP.
+const MAX_TTL_MS: i64 = 10 * 365 * 86_400_000;
+
+/// An expiry argument `n` in `unit_ms` units, relative (`EX`, `PX`) or absolute (`EXAT`,
+/// `PXAT`), as an absolute Unix ms; `None` when out of range.
+fn expiry_at(n: i64, unit_ms: i64, absolute: bool, now: u64) -> Option<u64> {
+    let ms = n.checked_mul(unit_ms)?;
+    if ms <= 0 {
+        return None;
+    }
+    if absolute {
+        return u64::try_from(ms).ok();
+    }
+    if ms > MAX_TTL_MS {
+        return None;
+    }
+    Some(now.saturating_add(ms as u64))
+}
+
+fn invalid_expire(x: &mut Exec<'_>, cmd: &str) -> Reply {
+    fail(x, &format!("ERR invalid expire time in '{cmd}' command"))
+}
+
+fn set(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let now = x.s.clock.now_ms();
+    let (mut expiry, mut cond, mut get, mut relative_ms) =
+        (Expiry::Clear, Cond::Always, false, None);
+    let mut i = 3;
+    while i < args.len() {
+        let opt = args.get(i).to_ascii_uppercase();
+        match opt.as_slice() {
+            b"NX" | b"XX" if cond == Cond::Always => {
+                cond = if opt == b"NX" {
+                    Cond::IfAbsent
+                } else {
+                    Cond::IfPresent
+                };
+            }
+            b"GET" if !get => get = true,
+            b"KEEPTTL" if expiry == Expiry::Clear => expiry = Expiry::Keep,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" if expiry == Expiry::Clear && i + 1 < args.len() => {
+                let Some(n) = integer(args.get(i + 1)) else {
+                    return fail(x, NOT_INTEGER);
+                };
+                let unit = if opt[0] == b'E' { 1_000 } else { 1 };
+                let absolute = opt.len() == 4;
+                let Some(at) = expiry_at(n, unit, absolute, now) else {
+                    return invalid_expire(x, "set");
+                };
+                if !absolute {
+                    relative_ms = Some(at - now);
+                }
+                expiry = Expiry::At(at);
+                i += 1;
+            }
+            _ => return syntax(x),
+        }
+        i += 1;
+    }
+    let value = key(args, 2);
+    let k = key(args, 1);
+    let s = x.s.clone();
+    let plain = cond == Cond::Always && !get && (expiry == Expiry::Clear || relative_ms.is_some());
+    if plain {
+        // A plain SET is HTTP's PUT: any write owner coordinates it.
+        return later(x.out, x.conn.resp3, async move {
+            let w = cluster::Write {
+                value: Some(value),
+                ttl_ms: relative_ms,
+            };
+            match cluster::write(&s, &k, w, &ORIGIN).await {
+                Ok(()) => Answer::Ok,
+                Err(e) => failed(e),
+            }
+        });
+    }
+    let op = KeyOp::Set {
+        value,
+        expiry,
+        cond,
+        get,
+    };
+    run_op(x, k, op, outcome)
+}
+
+fn set_ex(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64) -> Reply {
+    let now = x.s.clock.now_ms();
+    let Some(n) = integer(args.get(2)) else {
+        return fail(x, NOT_INTEGER);
+    };
+    let name = if unit_ms == 1 { "psetex" } else { "setex" };
+    let Some(at) = expiry_at(n, unit_ms, false, now) else {
+        return invalid_expire(x, name);
+    };
+    let (s, k, value) = (x.s.clone(), key(args, 1), key(args, 3));
+    later(x.out, x.conn.resp3, async move {
+        let w = cluster::Write {
+            value: Some(value),
+            ttl_ms: Some(at - now),
+        };
+        match cluster::write(&s, &k, w, &ORIGIN).await {
+            Ok(()) => Answer::Ok,
+            Err(e) => failed(e),
+        }
+    })
+}
+
+fn setnx(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let op = KeyOp::Set {
+        value: key(args, 2),
+        expiry: Expiry::Clear,
+        cond: Cond::IfAbsent,
+        get: false,
+    };
+    run_op(x, key(args, 1), op, done_as_int)
+}
+
+fn getdel(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    run_op(x, key(args, 1), KeyOp::Delete { get: true }, outcome)
+}
+
+fn getex(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let now = x.s.clock.now_ms();
+    let expiry = match args.len() {
+        2 => return get(x, args),
+        3 if args.get(2).eq_ignore_ascii_case(b"PERSIST") => Expiry::Clear,
+        4 => {
+            let opt = args.get(2).to_ascii_uppercase();
+            let (unit, absolute) = match opt.as_slice() {
+                b"EX" => (1_000, false),
+                b"PX" => (1, false),
+                b"EXAT" => (1_000, true),
+                b"PXAT" => (1, true),
+                _ => return syntax(x),
+            };
+            let Some(n) = integer(args.get(3)) else {
+                return fail(x, NOT_INTEGER);
+            };
+            match expiry_at(n, unit, absolute, now) {
+                Some(at) => Expiry::At(at),
+                None => return invalid_expire(x, "getex"),
+            }
+        }
+        _ => return syntax(x),
+    };
+    run_op(x, key(args, 1), KeyOp::GetEx { expiry }, outcome)
+}
+
+fn mget(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let s = x.s;
+    let local = (1..args.len()).all(|i| {
+        s.ring
+            .serves_read_locally(s.engine.partition_of(args.get(i)))
+    });
+    if local {
+        let now = s.clock.now_ms();
+        reply::array(x.out, args.len() - 1);
+        for i in 1..args.len() {
+            let out = &mut *x.out;
+            if s.engine
+                .get_with(args.get(i), now, |v| reply::bulk(out, v))
+                .is_none()
+            {
+                reply::null(out, x.conn.resp3);
+            }
+        }
+        return Reply::Now;
+    }
+    let s = s.clone();
+    let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
+    // Read at once: forwarded reads to one owner coalesce into one multi-get.
+    later(x.out, x.conn.resp3, async move {
+        let reads = keys.iter().map(|k| cluster::read(&s, k, false));
+        let mut values = Vec::with_capacity(keys.len());
+        for r in futures_util::future::join_all(reads).await {
+            match r {
+                Ok(v) => values.push(v),
+                Err(e) => return failed(e),
+            }
+        }
+        Answer::Values(values)
+    })
+}
+
+fn mset(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    if args.len().is_multiple_of(2) {
+        return wrong_arity(x, "MSET");
+    }
+    let s = x.s.clone();
+    let pairs: Vec<(Bytes, Bytes)> = (1..args.len())
+        .step_by(2)
+        .map(|i| (key(args, i), key(args, i + 1)))
+        .collect();
+    later(x.out, x.conn.resp3, async move {
+        let writes = pairs.into_iter().map(|(k, v)| {
+            let s = s.clone();
+            async move {
+                let w = cluster::Write {
+                    value: Some(v),
+                    ttl_ms: None,
+                };
+                cluster::write(&s, &k, w, &ORIGIN).await
+            }
+        });
+        match futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+        {
+            None => Answer::Ok,
+            Some(e) => failed(e),
+        }
+    })
+}
+
+fn incr_by(x: &mut Exec<'_>, args: &Args<'_>, by: Option<i64>) -> Reply {
+    let by = match by {
+        Some(b) => b,
+        None => match integer(args.get(2)) {
+            Some(b) => b,
+            None => return fail(x, NOT_INTEGER),
+        },
+    };
+    run_op(x, key(args, 1), KeyOp::IncrBy { by }, outcome)
+}
+
+fn decr_by(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    match integer(args.get(2)).map(i64::checked_neg) {
+        Some(Some(by)) => run_op(x, key(args, 1), KeyOp::IncrBy { by }, outcome),
+        Some(None) => fail(x, "ERR decrement would overflow"),
+        None => fail(x, NOT_INTEGER),
+    }
+}
+
+fn append(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let op = KeyOp::Append {
+        value: key(args, 2),
+    };
+    run_op(x, key(args, 1), op, outcome)
+}
+
+fn strlen(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    read_shaped(x, args, |v| Answer::Int(v.map_or(0, |v| v.len() as i64)))
+}
+
+fn type_of(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let found = |v: Option<Bytes>| {
+        Answer::Raw(if v.is_some() {
+            b"+string\r\n".to_vec()
+        } else {
+            b"+none\r\n".to_vec()
+        })
+    };
+    read_shaped(x, args, found)
+}
+
+/// A read of the key at 1, answered by `shape`.
+fn read_shaped(x: &mut Exec<'_>, args: &Args<'_>, shape: fn(Option<Bytes>) -> Answer) -> Reply {
+    let (s, k) = (x.s.clone(), key(args, 1));
+    later(x.out, x.conn.resp3, async move {
+        match cluster::read(&s, &k, false).await {
+            Ok(v) => shape(v),
+            Err(e) => failed(e),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys.
+
+fn del(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let s = x.s.clone();
+    let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
+    later(x.out, x.conn.resp3, async move {
+        let dels = keys
+            .iter()
+            .map(|k| cluster::op(&s, k, KeyOp::Delete { get: false }, &ORIGIN));
+        let mut n = 0;
+        for r in futures_util::future::join_all(dels).await {
+            match r {
+                Ok(Outcome::Int(d)) => n += d,
+                Ok(_) => {}
+                Err(e) => return failed(e),
+            }
+        }
+        Answer::Int(n)
+    })
+}
+
+fn exists(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let s = x.s.clone();
+    let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
+    later(x.out, x.conn.resp3, async move {
+        let reads = keys.iter().map(|k| cluster::read(&s, k, false));
+        let mut n = 0;
+        for r in futures_util::future::join_all(reads).await {
+            match r {
+                Ok(v) => n += i64::from(v.is_some()),
+                Err(e) => return failed(e),
+            }
+        }
+        Answer::Int(n)
+    })
+}
+
+fn expire(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64, absolute: bool) -> Reply {
+    if args.len() > 3 {
+        return fail(x, &format!("ERR unsupported option {}", args.text(3)));
+    }
+    let Some(n) = integer(args.get(2)) else {
+        return fail(x, NOT_INTEGER);
+    };
+    let now = x.s.clock.now_ms();
+    let Some(ms) = n.checked_mul(unit_ms) else {
+        return invalid_expire(x, "expire");
+    };
+    // Zero or negative (or an instant passed): the key is deleted, as Redis does; 1 is the
+    // earliest instant (0 would mean "never").
+    let at = if absolute {
+        u64::try_from(ms).unwrap_or(0)
+    } else {
+        if ms > MAX_TTL_MS {
+            return invalid_expire(x, "expire");
+        }
+        now.saturating_add_signed(ms)
+    }
+    .max(1);
+    run_op(
+        x,
+        key(args, 1),
+        KeyOp::Expire {
+            expiry: Expiry::At(at),
+        },
+        outcome,
+    )
+}
+
+fn persist(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    run_op(
+        x,
+        key(args, 1),
+        KeyOp::Expire {
+            expiry: Expiry::Clear,
+        },
+        outcome,
+    )
+}
+
+fn ttl(x: &mut Exec<'_>, args: &Args<'_>, seconds: bool) -> Reply {
+    let shape: fn(Outcome) -> Answer = if seconds {
+        |o| match o {
+            Outcome::Int(ms) if ms >= 0 => Answer::Int((ms + 500) / 1000),
+            o => outcome(o),
+        }
+    } else {
+        outcome
+    };
+    run_op(x, key(args, 1), KeyOp::Ttl, shape)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection and server.
+
+fn ping(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    match args.len() {
+        1 => reply::simple(x.out, "PONG"),
+        2 => reply::bulk(x.out, args.get(1)),
+        _ => return wrong_arity(x, "PING"),
+    }
+    Reply::Now
+}
+
+fn echo(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    reply::bulk(x.out, args.get(1));
+    Reply::Now
+}
+
+fn quit(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
+    x.conn.quit = true;
+    reply::ok(x.out);
+    Reply::Now
+}
+
+fn select(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    match integer(args.get(1)) {
+        Some(0) => {
+            reply::ok(x.out);
+            Reply::Now
+        }
+        Some(_) => fail(
+            x,
+            "ERR DB index is out of range (ringcache has database 0 only)",
+        ),
+        None => fail(x, NOT_INTEGER),
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `AUTH [user] token`: the user, when given, must be `default` (there are no others).
+fn check_auth(x: &mut Exec<'_>, user: Option<&[u8]>, token: &[u8]) -> Result<(), Reply> {
+    let Some(expected) = x.s.auth_token.as_deref() else {
+        return Err(fail(
+            x,
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    };
+    let user_ok = user.is_none_or(|u| u == b"default");
+    if user_ok && same(token, expected.as_bytes()) {
+        x.conn.authed = true;
+        Ok(())
+    } else {
+        Err(fail(
+            x,
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
+fn auth(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let r = match args.len() {
+        2 => check_auth(x, None, args.get(1)),
+        3 => check_auth(x, Some(args.get(1)), args.get(2)),
+        _ => return syntax(x),
+    };
+    match r {
+        Ok(()) => {
+            reply::ok(x.out);
+            Reply::Now
+        }
+        Err(r) => r,
+    }
+}
+
+fn hello(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let mut proto = if x.conn.resp3 { 3 } else { 2 };
+    let mut i = 1;
+    if args.len() > 1 {
+        match integer(args.get(1)) {
+            Some(v @ (2 | 3)) => proto = v,
+            Some(_) => return fail(x, "NOPROTO unsupported protocol version"),
+            None => return fail(x, "ERR Protocol version is not an integer or out of range"),
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        let opt = args.get(i).to_ascii_uppercase();
+        match opt.as_slice() {
+            b"AUTH" if i + 2 < args.len() => {
+                if let Err(r) = check_auth(x, Some(args.get(i + 1)), args.get(i + 2)) {
+                    return r;
+                }
+                i += 3;
+            }
+            b"SETNAME" if i + 1 < args.len() => {
+                x.conn.name = Some(args.text(i + 1));
+                i += 2;
+            }
+            _ => return syntax(x),
+        }
+    }
+    if !x.conn.authed {
+        return fail(
+            x,
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
+    }
+    x.conn.resp3 = proto == 3;
+    let out = &mut *x.out;
+    reply::map(out, 7, x.conn.resp3);
+    reply::bulk(out, b"server");
+    reply::bulk(out, b"ringcache");
+    reply::bulk(out, b"version");
+    reply::bulk(out, env!("CARGO_PKG_VERSION").as_bytes());
+    reply::bulk(out, b"proto");
+    reply::int(out, proto);
+    reply::bulk(out, b"id");
+    reply::int(out, x.conn.id as i64);
+    reply::bulk(out, b"mode");
+    reply::bulk(out, b"standalone");
+    reply::bulk(out, b"role");
+    reply::bulk(out, b"master");
+    reply::bulk(out, b"modules");
+    reply::array(out, 0);
+    Reply::Now
+}
+
+fn client(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let sub = args.get(1).to_ascii_uppercase();
+    match (sub.as_slice(), args.len()) {
+        (b"SETNAME", 3) => {
+            x.conn.name = Some(args.text(2));
+            reply::ok(x.out);
+        }
+        (b"GETNAME", 2) => match &x.conn.name {
+            Some(n) => reply::bulk(x.out, n.as_bytes()),
+            None => reply::null(x.out, x.conn.resp3),
+        },
+        (b"SETINFO", 4) => reply::ok(x.out),
+        (b"ID", 2) => reply::int(x.out, x.conn.id as i64),
+        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID", _) => {
+            return fail(
+                x,
+                &format!(
+                    "ERR wrong number of arguments for 'client|{}' command",
+                    args.text(1).to_ascii_lowercase()
+                ),
+            );
+        }
+        _ => {
+            return fail(
+                x,
+                &format!(
+                    "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                    args.text(1)
+                ),
+            );
+        }
+    }
+    Reply::Now
+}
+
+/// Enough of `COMMAND` for redis-cli and client libraries: the count, and empty docs/info
+/// (clients fall back to their own tables).
+fn command(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    if args.len() > 1 && args.get(1).eq_ignore_ascii_case(b"COUNT") {
+        reply::int(x.out, COMMANDS.len() as i64);
+    } else if args.len() > 1 && args.get(1).eq_ignore_ascii_case(b"DOCS") {
+        reply::map(x.out, 0, x.conn.resp3);
+    } else {
+        reply::array(x.out, 0);
+    }
+    Reply::Now
+}
+
+/// Live keys held by this node (a node of a cluster also holds replica copies).
+fn dbsize(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
+    reply::int(x.out, x.s.engine.stats().items as i64);
+    Reply::Now
+}
+
+fn info(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let wanted: Vec<String> = (1..args.len())
+        .map(|i| args.text(i).to_ascii_lowercase())
+        .collect();
+    let text = super::info::render(x.s, &wanted);
+    reply::text(x.out, &text, x.conn.resp3);
+    Reply::Now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_and_every_name_is_found_in_any_case() {
+        assert!(COMMANDS.windows(2).all(|w| w[0].name < w[1].name));
+        for c in COMMANDS {
+            assert!(c.name.len() <= 16);
+            assert_eq!(
+                lookup(c.name.to_ascii_lowercase().as_bytes()).map(|s| s.name),
+                Some(c.name)
+            );
+        }
+        assert!(lookup(b"FLUSHALL").is_none());
+        assert!(lookup(b"AVERYLONGCOMMANDNAME").is_none());
+    }
+
+    #[test]
+    fn key_positions() {
+        let idx = |name: &str, n| {
+            lookup(name.as_bytes())
+                .unwrap()
+                .key_indexes(n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(idx("GET", 2), [1]);
+        assert_eq!(idx("SET", 5), [1]);
+        assert_eq!(idx("MGET", 4), [1, 2, 3]);
+        assert_eq!(idx("MSET", 5), [1, 3]);
+        assert!(idx("PING", 2).is_empty());
+    }
+
+    #[test]
+    fn expiry_arguments() {
+        assert_eq!(expiry_at(10, 1_000, false, 5), Some(10_005));
+        assert_eq!(expiry_at(0, 1_000, false, 5), None);
+        assert_eq!(expiry_at(-1, 1, false, 5), None);
+        assert_eq!(expiry_at(i64::MAX, 1_000, false, 5), None);
+        assert_eq!(expiry_at(MAX_TTL_MS + 1, 1, false, 5), None);
+        assert_eq!(expiry_at(7, 1_000, true, 5), Some(7_000));
+    }
+
+    #[test]
+    fn cluster_errors_read_as_redis_errors() {
+        assert_eq!(
+            error_text(&ClusterError::Op(OpError::NotInteger)),
+            NOT_INTEGER
+        );
+        let owner = ClusterError::from_owner(400, br#"{"error":"x","code":"overflow"}"#);
+        assert!(error_text(&owner).starts_with("ERR increment or decrement would overflow"));
+        assert!(error_text(&ClusterError::NoRing).starts_with("TRYAGAIN "));
+        let full = ClusterError::Engine(crate::engine::EngineError::Full { used: 1, max: 1 });
+        assert!(error_text(&full).starts_with("OOM "));
+    }
+}
