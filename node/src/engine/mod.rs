@@ -208,17 +208,28 @@ impl Engine {
 
     /// The live value of `key`, counting a hit or a miss. Expired entries are misses and are removed.
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
-        self.lookup(key, now_ms, Block::value_bytes)
+        self.lookup(self.partition_of(key), key, now_ms, Block::value_bytes)
     }
 
     /// [`Engine::get`] handing the value to `f` while it is held (no copy of its own: a RESP
     /// answer is written straight from the store).
     pub fn get_with<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.lookup(key, now_ms, |b| f(b.value()))
+        self.lookup(self.partition_of(key), key, now_ms, |b| f(b.value()))
     }
 
-    fn lookup<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(&Block) -> R) -> Option<R> {
-        let mut map = self.part(key).lock();
+    /// [`Engine::get_with`] for a key whose partition `p` the caller already knows.
+    pub fn get_in<R>(
+        &self,
+        p: u32,
+        key: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        self.lookup(p, key, now_ms, |b| f(b.value()))
+    }
+
+    fn lookup<R>(&self, p: u32, key: &[u8], now_ms: u64, f: impl FnOnce(&Block) -> R) -> Option<R> {
+        let mut map = self.parts[p as usize % self.parts.len()].lock();
         let h = self.hash(key);
         let (live, expired) = match map.find_mut(h, |b| b.key() == key) {
             Some(b) if b.is_tombstone() => (None, false),
@@ -326,18 +337,7 @@ impl Engine {
             });
         }
         let part = self.part(&rec.key);
-        let old_size = {
-            let map = part.lock();
-            match self.find(&map, &rec.key) {
-                Some(b) if only_if_newer && b.version() >= rec.version => {
-                    return Ok(Applied::Stale);
-                }
-                Some(b) => entry_size(rec.key.len(), b.value().len()),
-                None => 0,
-            }
-        };
-        // Eviction takes other partitions' locks: never while holding this one.
-        self.make_room(size.saturating_sub(old_size), now_ms)?;
+        let h = self.hash(&rec.key);
         // The value is copied into the block, so the stored entry never keeps a request buffer
         // alive (see FIELD-NOTES).
         let block = Block::new(
@@ -351,21 +351,39 @@ impl Engine {
                 tombstone: rec.value.is_none(),
             },
         );
-        let mut map = part.lock();
-        let h = self.hash(&rec.key);
-        let old = match map.find_entry(h, |b| b.key() == &rec.key[..]) {
-            Ok(slot) if only_if_newer && slot.get().version() >= rec.version => {
-                return Ok(Applied::Stale);
+        // One pass under the lock when there is room; otherwise evict with the lock released
+        // (eviction takes other partitions' locks) and store on the second pass.
+        let mut evicted = false;
+        let old = loop {
+            let mut map = part.lock();
+            let entry = map.find_entry(h, |b| b.key() == &rec.key[..]);
+            let old_size = match &entry {
+                Ok(slot) if only_if_newer && slot.get().version() >= rec.version => {
+                    return Ok(Applied::Stale);
+                }
+                Ok(slot) => entry_size(rec.key.len(), slot.get().value().len()),
+                Err(_) => 0,
+            };
+            let need = size.saturating_sub(old_size);
+            if !evicted
+                && self.bytes.load(Ordering::Relaxed).saturating_add(need) > self.cfg.max_memory
+            {
+                drop(entry);
+                drop(map);
+                self.make_room(need, now_ms)?;
+                evicted = true;
+                continue;
             }
-            Ok(mut slot) => Some(std::mem::replace(slot.get_mut(), block)),
-            Err(absent) => {
-                absent
-                    .into_table()
-                    .insert_unique(h, block, |b| self.hash(b.key()));
-                None
-            }
+            break match entry {
+                Ok(mut slot) => Some(std::mem::replace(slot.get_mut(), block)),
+                Err(absent) => {
+                    absent
+                        .into_table()
+                        .insert_unique(h, block, |b| self.hash(b.key()));
+                    None
+                }
+            };
         };
-        drop(map);
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.count_kind(rec.value.is_none(), 1);
         if let Some(old) = old {

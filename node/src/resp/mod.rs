@@ -242,17 +242,24 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
                         ranges: &ranges,
                     };
                     let spec = command::lookup(args.get(0));
-                    parts.clear();
-                    if let Some(spec) = spec {
-                        parts.extend(
-                            spec.key_indexes(args.len())
-                                .map(|i| s.engine.partition_of(args.get(i))),
-                        );
-                    }
+                    // The partitions it touches, needed only when something waits (computed
+                    // once, before the buffer moves on).
+                    let mut parts_known = false;
+                    let partitions = |parts: &mut Vec<u32>| {
+                        parts.clear();
+                        if let Some(spec) = spec {
+                            parts.extend(
+                                spec.key_indexes(args.len())
+                                    .map(|i| s.engine.partition_of(args.get(i))),
+                            );
+                        }
+                    };
                     // Order behind an unanswered command this one depends on.
                     if let Some(spec) = spec
                         && !pending.is_empty()
                     {
+                        partitions(&mut parts);
+                        parts_known = true;
                         let conflict = waiting.iter().any(|w| {
                             (w.writes || spec.writes)
                                 && w.partitions.iter().any(|p| parts.contains(p))
@@ -276,7 +283,6 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
                         out: target,
                     };
                     let reply = command::execute(&mut x, spec, &args);
-                    input.buf.advance(len);
                     match reply {
                         Reply::Now if !scratch.is_empty() => queue(
                             &mut out,
@@ -287,6 +293,9 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
                         ),
                         Reply::Now => {}
                         Reply::Later(fut) => {
+                            if !parts_known {
+                                partitions(&mut parts);
+                            }
                             pending.push_back(fut);
                             waiting.push_back(Waiting {
                                 partitions: parts.clone(),
@@ -294,6 +303,7 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
                             });
                         }
                     }
+                    input.buf.advance(len);
                     if out.len() >= FLUSH_AT {
                         if io.write_all(&out).await.is_err() {
                             break 'conn;
