@@ -12,9 +12,10 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
@@ -54,28 +55,9 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            if let Some(m) = &metrics {
-                m.connections_refused.fetch_add(1, Ordering::Relaxed);
-            }
-            tracing::debug!(%peer, max = limits.max_connections, "connection limit reached: closed");
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, permit)) =
+        accept(&listener, &slots, &mut shutdown, metrics.as_deref()).await
+    {
         let (app, limits, tls, watcher) =
             (app.clone(), limits.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
@@ -101,6 +83,39 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still in flight after the drain timeout; closing them");
+    }
+}
+
+/// The next connection within the limit of `slots` (one beyond it is closed at once and
+/// counted), until `shutdown` resolves (None).
+pub async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    metrics: Option<&Metrics>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => return None,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if let Some(m) = metrics {
+                m.connections_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(%peer, "connection limit reached: closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        return Some((stream, peer, permit));
     }
 }
 

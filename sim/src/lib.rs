@@ -11,12 +11,17 @@ pub mod load;
 pub mod operator;
 pub mod statefulset;
 
+/// How long an idle pooled connection is kept: below the nodes' 10 s idle keep-alive, so a
+/// connection is never reused just as the node closes it.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A reqwest client for loopback traffic (no proxy from the environment) with `timeout`.
 pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
     // reqwest is built without a TLS provider of its own (ring is the workspace's).
     ringcache_common::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
+        .pool_idle_timeout(POOL_IDLE)
         .no_proxy()
         .build()
         .unwrap_or_default()
@@ -34,6 +39,7 @@ pub fn https_client(
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(timeout)
+        .pool_idle_timeout(POOL_IDLE)
         .no_proxy()
         .build()?)
 }
@@ -44,6 +50,7 @@ pub fn probe_client(timeout: std::time::Duration) -> reqwest::Client {
     ringcache_common::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
+        .pool_idle_timeout(POOL_IDLE)
         .no_proxy()
         .danger_accept_invalid_certs(true)
         .build()

@@ -63,6 +63,14 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// The code an owner answered with, for an owner's answer.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClusterError::Owner { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
     /// An owner's error answer (`{"error", "code"}`), with a code this node knows or
     /// [`ErrorCode::OwnerError`].
     pub fn from_owner(status: u16, body: &[u8]) -> ClusterError {

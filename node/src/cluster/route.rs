@@ -13,6 +13,7 @@ use crate::config::WriteConsistency;
 use crate::engine::Record;
 use crate::ring_view::RingView;
 use bytes::Bytes;
+use ringcache_common::protocol::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -230,6 +231,14 @@ pub async fn op(
         let addr = view.addr(i);
         s.metrics.forwards.fetch_add(1, Ordering::Relaxed);
         match s.peers.op(addr, key, &op, &from).await {
+            // The owner ran the op and then failed to replicate it: running it again on the
+            // next owner would apply it twice (an increment counted twice).
+            Err(PeerError::Status { status, body, .. })
+                if ClusterError::from_owner(status, body.as_bytes()).code()
+                    == Some(ErrorCode::ReplicationFailed) =>
+            {
+                return Err(ClusterError::from_owner(status, body.as_bytes()));
+            }
             Ok(f) => {
                 observe_epoch(s, f.epoch, addr);
                 return match f.status {

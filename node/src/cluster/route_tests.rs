@@ -485,6 +485,25 @@ async fn read_modify_writes_go_to_the_owner_in_order_and_never_twice() {
             ..
         })
     ));
+    // An owner that ran the op but could not replicate it: not run again elsewhere.
+    peers.calls.lock().clear();
+    peers.set(
+        &addr(1),
+        Behaviour::Status(
+            503,
+            r#"{"error":"1 of 2 replica acknowledgements","code":"replication_failed"}"#,
+        ),
+    );
+    peers.set(&addr(2), Behaviour::Ack);
+    assert!(matches!(
+        op(&n, b"k", KeyOp::IncrBy { by: 1 }, &here).await,
+        Err(ClusterError::Owner {
+            status: 503,
+            code: ErrorCode::ReplicationFailed,
+            ..
+        })
+    ));
+    assert_eq!(*peers.calls.lock(), [addr(1)], "applied twice");
     let forwarded = Origin { forwarded: true };
     assert!(matches!(
         op(&n, b"k", KeyOp::Ttl, &forwarded).await,

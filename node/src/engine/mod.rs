@@ -32,6 +32,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// rarely meet on one.
 type Map = HashTable<Block>;
 
+/// Where a key's entry is, or would go, in its partition's table.
+type Slot<'m> = Result<
+    hashbrown::hash_table::OccupiedEntry<'m, Block>,
+    hashbrown::hash_table::AbsentEntry<'m, Block>,
+>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvictionPolicy {
     Lru,
@@ -374,22 +380,32 @@ impl Engine {
                 evicted = true;
                 continue;
             }
-            break match entry {
-                Ok(mut slot) => Some(std::mem::replace(slot.get_mut(), block)),
-                Err(absent) => {
-                    absent
-                        .into_table()
-                        .insert_unique(h, block, |b| self.hash(b.key()));
-                    None
-                }
-            };
+            break self.place(entry, h, block);
         };
+        self.counted(size, rec.value.is_none(), old);
+        Ok(Applied::Stored)
+    }
+
+    /// Puts `block` where `entry` points: over the entry found (returned) or into the table.
+    fn place(&self, entry: Slot<'_>, h: u64, block: Block) -> Option<Block> {
+        match entry {
+            Ok(mut slot) => Some(std::mem::replace(slot.get_mut(), block)),
+            Err(absent) => {
+                absent
+                    .into_table()
+                    .insert_unique(h, block, |b| self.hash(b.key()));
+                None
+            }
+        }
+    }
+
+    /// Counts a stored entry of `size` bytes that replaced `old`.
+    fn counted(&self, size: u64, tombstone: bool, old: Option<Block>) {
         self.bytes.fetch_add(size, Ordering::Relaxed);
-        self.count_kind(rec.value.is_none(), 1);
+        self.count_kind(tombstone, 1);
         if let Some(old) = old {
             self.forget(&old);
         }
-        Ok(Applied::Stored)
     }
 
     fn count_kind(&self, tombstone: bool, delta: i64) {

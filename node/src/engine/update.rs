@@ -108,21 +108,9 @@ impl Engine {
                     tombstone: rec.value.is_none(),
                 },
             );
-            let old = match map.find_entry(h, |b| b.key() == key) {
-                Ok(mut slot) => Some(std::mem::replace(slot.get_mut(), block)),
-                Err(absent) => {
-                    absent
-                        .into_table()
-                        .insert_unique(h, block, |b| self.hash(b.key()));
-                    None
-                }
-            };
+            let old = self.place(map.find_entry(h, |b| b.key() == key), h, block);
             drop(map);
-            self.bytes.fetch_add(size, Ordering::Relaxed);
-            self.count_kind(rec.value.is_none(), 1);
-            if let Some(old) = old {
-                self.forget(&old);
-            }
+            self.counted(size, rec.value.is_none(), old);
             return Ok((answer, Some(rec)));
         }
         Err(EngineError::Full {

@@ -88,18 +88,22 @@ pub enum Reply {
 
 /// Runs `fut` as far as it goes without waiting: a write stored here with no replica to wait
 /// for is answered at once, without a trip through the scheduler.
-fn later(
-    out: &mut Vec<u8>,
-    resp3: bool,
-    fut: impl Future<Output = Answer> + Send + 'static,
-) -> Reply {
+fn later(x: &mut Exec<'_>, fut: impl Future<Output = Answer> + Send + 'static) -> Reply {
     let mut fut = fut.boxed();
     match (&mut fut).now_or_never() {
         Some(a) => {
-            encode(out, a, resp3);
+            count_error(x.s, &a);
+            encode(x.out, a, x.conn.resp3);
             Reply::Now
         }
         None => Reply::Later(fut),
+    }
+}
+
+/// Counts `a` in `ringcache_resp_errors_total` when it is an error.
+pub fn count_error(s: &SharedNode, a: &Answer) {
+    if matches!(a, Answer::Err(_)) {
+        s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -331,7 +335,7 @@ const ORIGIN: Origin = Origin { forwarded: false };
 
 fn run_op(x: &mut Exec<'_>, key: Bytes, op: KeyOp, shape: fn(Outcome) -> Answer) -> Reply {
     let s = x.s.clone();
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         match cluster::op(&s, &key, op, &ORIGIN).await {
             Ok(o) => shape(o),
             Err(e) => failed(e),
@@ -372,7 +376,7 @@ fn get(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         return Reply::Now;
     }
     let (s, k) = (s.clone(), key(args, 1));
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         match cluster::read(&s, &k, false).await {
             Ok(Some(v)) => Answer::Bulk(v),
             Ok(None) => Answer::Null,
@@ -446,7 +450,7 @@ fn set(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let plain = cond == Cond::Always && !get && (expiry == Expiry::Clear || relative_ms.is_some());
     if plain {
         // A plain SET is HTTP's PUT: any write owner coordinates it.
-        return later(x.out, x.conn.resp3, async move {
+        return later(x, async move {
             let w = cluster::Write {
                 value: Some(value),
                 ttl_ms: relative_ms,
@@ -476,7 +480,7 @@ fn set_ex(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64) -> Reply {
         return invalid_expire(x, name);
     };
     let (s, k, value) = (x.s.clone(), key(args, 1), key(args, 3));
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         let w = cluster::Write {
             value: Some(value),
             ttl_ms: Some(at - now),
@@ -552,7 +556,7 @@ fn mget(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
     // Read at once: forwarded reads to one owner coalesce into one multi-get.
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         let reads = keys.iter().map(|k| cluster::read(&s, k, false));
         let mut values = Vec::with_capacity(keys.len());
         for r in futures_util::future::join_all(reads).await {
@@ -574,7 +578,7 @@ fn mset(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         .step_by(2)
         .map(|i| (key(args, i), key(args, i + 1)))
         .collect();
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         let writes = pairs.into_iter().map(|(k, v)| {
             let s = s.clone();
             async move {
@@ -640,7 +644,7 @@ fn type_of(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 /// A read of the key at 1, answered by `shape`.
 fn read_shaped(x: &mut Exec<'_>, args: &Args<'_>, shape: fn(Option<Bytes>) -> Answer) -> Reply {
     let (s, k) = (x.s.clone(), key(args, 1));
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         match cluster::read(&s, &k, false).await {
             Ok(v) => shape(v),
             Err(e) => failed(e),
@@ -654,7 +658,7 @@ fn read_shaped(x: &mut Exec<'_>, args: &Args<'_>, shape: fn(Option<Bytes>) -> An
 fn del(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = x.s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         let dels = keys
             .iter()
             .map(|k| cluster::op(&s, k, KeyOp::Delete { get: false }, &ORIGIN));
@@ -673,7 +677,7 @@ fn del(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 fn exists(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = x.s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
-    later(x.out, x.conn.resp3, async move {
+    later(x, async move {
         let reads = keys.iter().map(|k| cluster::read(&s, k, false));
         let mut n = 0;
         for r in futures_util::future::join_all(reads).await {

@@ -30,11 +30,10 @@ pub fn render(s: &SharedNode, wanted: &[String]) -> String {
     if want("server") {
         let _ = write!(
             o,
-            "# Server\r\nredis_version:7.0.0\r\nringcache_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\n\r\n",
+            "# Server\r\nredis_version:7.0.0\r\nringcache_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\nrun_id:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
             s.ring.completeness().incarnation(),
-            s.ring.get().self_addr().rsplit(':').next().unwrap_or(""),
         );
     }
     if want("clients") {

@@ -64,26 +64,9 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "RESP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            s.metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "RESP connection limit reached: closed");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, permit)) =
+        crate::serve::accept(&listener, &slots, &mut shutdown, Some(&s.metrics)).await
+    {
         let (s, tls, handshake) = (s.clone(), tls.clone(), limits.handshake_timeout);
         tokio::spawn(async move {
             let _permit = permit;
@@ -267,6 +250,7 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
                         if conflict {
                             while let Some(a) = pending.next().await {
                                 waiting.pop_front();
+                                command::count_error(s, &a);
                                 command::encode(&mut out, a, conn.resp3);
                             }
                         }
@@ -316,12 +300,15 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
         // Answers that are ready, without waiting.
         while let Some(Some(a)) = futures_util::FutureExt::now_or_never(pending.next()) {
             waiting.pop_front();
+            command::count_error(s, &a);
             command::encode(&mut out, a, conn.resp3);
         }
         if let Some(msg) = &closing {
             while let Some(a) = pending.next().await {
+                command::count_error(s, &a);
                 command::encode(&mut out, a, conn.resp3);
             }
+            s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
             command::encode(&mut out, Answer::Err(msg.clone()), conn.resp3);
             let _ = io.write_all(&out).await;
             break;
@@ -344,7 +331,8 @@ async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNo
         tokio::select! {
             Some(a) = pending.next(), if !pending.is_empty() => {
                 waiting.pop_front();
-                command::encode(&mut out, a, conn.resp3);
+                command::count_error(s, &a);
+                                command::encode(&mut out, a, conn.resp3);
             }
             r = io.read_buf(&mut input.buf), if reading => match r {
                 Ok(0) | Err(_) => break,

@@ -84,6 +84,9 @@ impl Cluster {
                 reqwest::Client::builder()
             }
             .timeout(Duration::from_secs(10))
+            // Below the nodes' 10 s idle keep-alive: a connection reused just as the node
+            // closes it fails the request (seen after a ring push waited on a stopped node).
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap(),
         }

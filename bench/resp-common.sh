@@ -1,0 +1,34 @@
+# Sourced by bench/resp-bench.sh and bench/memory-bench.sh (from the repository root): the
+# processes they start (killed on exit, by PID), a scratch directory for logs, and waiting for a
+# RESP server to answer.
+# shellcheck shell=bash
+PIDS=()
+TMP=$(mktemp -d)
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits until the server started as PID answers PING on PORT; fails if it exits first or takes
+# more than 30 s.
+wait_ready() { # name pid port
+  local deadline=$((SECONDS + 30))
+  until [ "$(redis-cli -h 127.0.0.1 -p "$3" PING 2>/dev/null)" = PONG ]; do
+    if ! kill -0 "$2" 2>/dev/null; then
+      echo "$1 exited before answering PING on port $3; its log:" >&2
+      tail -n 20 "$TMP/$1.log" >&2
+      exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then echo "$1 did not answer PING on port $3 within 30 s" >&2; exit 1; fi
+    sleep 0.05
+  done
+}
+port_free() { # port
+  if [ "$(redis-cli -h 127.0.0.1 -p "$1" PING 2>/dev/null)" = PONG ]; then
+    echo "something already answers PING on 127.0.0.1:$1 (set the *_PORT env knobs)" >&2
+    exit 1
+  fi
+}
