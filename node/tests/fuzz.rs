@@ -4,6 +4,8 @@
 //! - `batch_body`: `POST /v1/batch` bodies through the real router, in process;
 //! - `key_path`: `GET/PUT/DELETE /v1/keys/{percent-encoded bytes}` through the router;
 //! - `node_size`, `node_duration`: `quantity::parse_size` and `quantity::parse_duration_ms`.
+//! - `resp_frames`: the Redis protocol front, one connection over an in-memory pipe, on hostile
+//!   bytes and (`resp_frames/model`) on pipelines of valid commands checked against a model.
 //!
 //! Each replays `fuzz/corpus/<target>/` and then runs proptest for a bounded time. Longer run:
 //! `RINGCACHE_FUZZ_SECS=30 cargo test -p ringcache-node --test fuzz`.
@@ -18,6 +20,7 @@ use axum::http::{Request, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseResult;
 use ringcache_node::clock::ManualClock;
 use ringcache_node::config::NodeConfig;
 use ringcache_node::engine::Record;
@@ -1190,4 +1193,404 @@ fn node_quantities() {
         check_duration(&s);
         Ok(())
     });
+}
+
+// =============================================================================================
+// RESP: the Redis protocol front, one connection over an in-memory pipe.
+
+/// Sends `chunks` to a RESP connection of `n`'s node (then closes the sending side) and returns
+/// everything it answered until it closed.
+fn resp_exchange(n: &InProcess, chunks: Vec<Vec<u8>>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    n.rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(64 << 10);
+        let state = n.state.clone();
+        let served = tokio::spawn(async move {
+            ringcache_node::resp::connection(server, &state).await;
+        });
+        let (mut rx, mut tx) = tokio::io::split(&mut client);
+        let send = async move {
+            for c in chunks {
+                // The connection may have closed (a protocol error): the rest is not sent.
+                if tx.write_all(&c).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.shutdown().await;
+        };
+        let mut out = Vec::new();
+        let recv = rx.read_to_end(&mut out);
+        let (_, r) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(send, recv)
+        })
+        .await
+        .expect("the RESP connection neither answered nor closed within 10 s");
+        r.expect("reading the answers");
+        served.await.expect("the connection task panicked");
+        out
+    })
+}
+
+/// One RESP reply from the front of `b` (the forms the node writes): its length and its text
+/// for simple strings and errors; `None` when `b` holds no whole reply.
+fn resp_reply(b: &[u8]) -> Option<(usize, Option<String>)> {
+    let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&b[1..line_end]).ok()?;
+    let after = line_end + 2;
+    match b.first()? {
+        b'+' | b'-' => Some((after, Some(line.to_string()))),
+        b':' => line.parse::<i64>().ok().map(|_| (after, None)),
+        b'_' if line.is_empty() => Some((after, None)),
+        b'$' | b'=' => {
+            let n: i64 = line.parse().ok()?;
+            if n == -1 && b[0] == b'$' {
+                return Some((after, None));
+            }
+            let end = after + usize::try_from(n).ok()?;
+            (b.get(end..end + 2)? == b"\r\n").then_some((end + 2, None))
+        }
+        b'*' | b'%' => {
+            let n: usize = line.parse().ok()?;
+            let items = if b[0] == b'%' { 2 * n } else { n };
+            let mut at = after;
+            for _ in 0..items {
+                let (len, _) = resp_reply(&b[at..])?;
+                at += len;
+            }
+            Some((at, None))
+        }
+        _ => None,
+    }
+}
+
+/// Splits `out` into replies, failing on anything that is not a whole, well-formed reply.
+/// Replies as their bytes and, for simple strings and errors, their text.
+type Replies = Vec<(Vec<u8>, Option<String>)>;
+
+fn resp_replies(out: &[u8]) -> Result<Replies, TestCaseError> {
+    let mut at = 0;
+    let mut replies = Vec::new();
+    while at < out.len() {
+        let Some((len, text)) = resp_reply(&out[at..]) else {
+            return Err(TestCaseError::fail(format!(
+                "malformed answer at byte {at}: {:?}",
+                String::from_utf8_lossy(&out[at..out.len().min(at + 80)])
+            )));
+        };
+        replies.push((out[at..at + len].to_vec(), text));
+        at += len;
+    }
+    Ok(replies)
+}
+
+/// `bytes` cut into chunks of the given sizes (cycled; at least one byte each).
+fn chunked(bytes: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+    let mut sizes = sizes.iter().map(|&s| s.max(1)).cycle();
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = sizes.next().unwrap_or(rest.len()).min(rest.len());
+        out.push(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+    out
+}
+
+fn resp_encode(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b"\r\n");
+    }
+    v
+}
+
+/// Hostile input: random bytes, valid commands with bytes flipped or cut, lengths that lie.
+fn resp_input() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
+    let word = prop_oneof![
+        Just(b"GET".to_vec()),
+        Just(b"SET".to_vec()),
+        Just(b"MGET".to_vec()),
+        Just(b"INCR".to_vec()),
+        Just(b"HELLO".to_vec()),
+        Just(b"3".to_vec()),
+        Just(b"EX".to_vec()),
+        vec(any::<u8>(), 0..12),
+    ];
+    let command = vec(word, 1..5).prop_map(|args| resp_encode(&args));
+    let piece = prop_oneof![
+        3 => command,
+        1 => vec(any::<u8>(), 0..40),
+        1 => (0i64..200, vec(any::<u8>(), 0..20))
+            .prop_map(|(n, junk)| [format!("*1\r\n${n}\r\n").into_bytes(), junk].concat()),
+        1 => Just(b"PING\r\n".to_vec()),
+    ];
+    (
+        vec(piece, 1..8).prop_flat_map(|pieces| {
+            let bytes = pieces.concat();
+            let len = bytes.len().max(1);
+            (Just(bytes), vec(any::<usize>(), 0..4)).prop_map(move |(mut b, flips)| {
+                for f in flips {
+                    let i = f % len;
+                    if i < b.len() {
+                        b[i] ^= (f >> 8) as u8 | 1;
+                    }
+                }
+                b
+            })
+        }),
+        vec(1usize..64, 1..6),
+    )
+}
+
+fn check_resp_input(n: &InProcess, bytes: &[u8], sizes: &[usize]) -> TestCaseResult {
+    let out = resp_exchange(n, chunked(bytes, sizes));
+    let replies = resp_replies(&out)?;
+    // A protocol error ends the connection: nothing is answered after it.
+    if let Some(i) = replies.iter().position(|(_, text)| {
+        text.as_deref()
+            .is_some_and(|t| t.starts_with("ERR Protocol error"))
+    }) {
+        prop_assert_eq!(i, replies.len() - 1, "answers after a protocol error");
+    }
+    Ok(())
+}
+
+#[test]
+fn resp_frames_corpus() {
+    let n = InProcess::new();
+    harness::replay("resp_frames", |b| {
+        for sizes in [&[usize::MAX][..], &[1], &[7, 3]] {
+            if let Err(e) = check_resp_input(&n, b, sizes) {
+                panic!("{e}");
+            }
+        }
+    });
+}
+
+#[test]
+fn resp_frames_arbitrary() {
+    let n = InProcess::new();
+    harness::fuzz("resp_frames", 300_000, resp_input(), |(bytes, sizes)| {
+        check_resp_input(&n, &bytes, &sizes)
+    });
+}
+
+/// A command of the model run, over keys `k0`…`k3`.
+#[derive(Debug, Clone)]
+enum RespOp {
+    Set(u8, Vec<u8>),
+    Get(u8),
+    Del(Vec<u8>),
+    Incr(u8, i8),
+    Append(u8, Vec<u8>),
+    Mset(Vec<(u8, Vec<u8>)>),
+    Mget(Vec<u8>),
+    Exists(Vec<u8>),
+    Strlen(u8),
+    Getdel(u8),
+    Setnx(u8, Vec<u8>),
+}
+
+fn resp_op() -> impl Strategy<Value = RespOp> {
+    let key = 0u8..4;
+    let value = prop_oneof![
+        vec(any::<u8>(), 0..(MAX_VALUE as usize + 8)),
+        (-5i64..5).prop_map(|n| n.to_string().into_bytes()),
+    ];
+    prop_oneof![
+        (key.clone(), value.clone()).prop_map(|(k, v)| RespOp::Set(k, v)),
+        key.clone().prop_map(RespOp::Get),
+        vec(key.clone(), 1..4).prop_map(RespOp::Del),
+        (key.clone(), any::<i8>()).prop_map(|(k, by)| RespOp::Incr(k, by)),
+        (key.clone(), vec(any::<u8>(), 0..20)).prop_map(|(k, v)| RespOp::Append(k, v)),
+        vec((key.clone(), value.clone()), 1..4).prop_map(RespOp::Mset),
+        vec(key.clone(), 1..5).prop_map(RespOp::Mget),
+        vec(key.clone(), 1..4).prop_map(RespOp::Exists),
+        key.clone().prop_map(RespOp::Strlen),
+        key.clone().prop_map(RespOp::Getdel),
+        (key, value).prop_map(|(k, v)| RespOp::Setnx(k, v)),
+    ]
+}
+
+fn bulk(v: Option<&Vec<u8>>) -> Vec<u8> {
+    match v {
+        Some(v) => [
+            format!("${}\r\n", v.len()).into_bytes(),
+            v.clone(),
+            b"\r\n".to_vec(),
+        ]
+        .concat(),
+        None => b"$-1\r\n".to_vec(),
+    }
+}
+
+fn int(n: i64) -> Vec<u8> {
+    format!(":{n}\r\n").into_bytes()
+}
+
+const TOO_LARGE: &[u8] = b"-ERR argument";
+
+/// Runs `op` on the model; returns its encoded command and the answer it must get (for a
+/// refused oversized argument: the start of the error).
+fn resp_model_step(model: &mut HashMap<u8, Vec<u8>>, op: &RespOp) -> (Vec<u8>, Vec<u8>) {
+    let k = |k: &u8| format!("k{k}").into_bytes();
+    let too_big = |v: &[u8]| v.len() as u64 > MAX_VALUE;
+    let (args, answer): (Vec<Vec<u8>>, Vec<u8>) = match op {
+        RespOp::Set(key, v) => {
+            let args = vec![b"SET".to_vec(), k(key), v.clone()];
+            if too_big(v) {
+                (args, TOO_LARGE.to_vec())
+            } else {
+                model.insert(*key, v.clone());
+                (args, b"+OK\r\n".to_vec())
+            }
+        }
+        RespOp::Get(key) => (vec![b"GET".to_vec(), k(key)], bulk(model.get(key))),
+        RespOp::Del(keys) => {
+            let mut args = vec![b"DEL".to_vec()];
+            let mut n = 0;
+            for key in keys {
+                args.push(k(key));
+                n += i64::from(model.remove(key).is_some());
+            }
+            (args, int(n))
+        }
+        RespOp::Incr(key, by) => {
+            let args = vec![b"INCRBY".to_vec(), k(key), by.to_string().into_bytes()];
+            let current = match model.get(key) {
+                None => Some(0i64),
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .filter(|s| {
+                        s == &"0"
+                            || !(s.starts_with('0')
+                                || s.starts_with("-0")
+                                || s.starts_with('+')
+                                || s.is_empty())
+                    })
+                    .and_then(|s| s.parse::<i64>().ok()),
+            };
+            match current.and_then(|c| c.checked_add(i64::from(*by))) {
+                Some(n) => {
+                    model.insert(*key, n.to_string().into_bytes());
+                    (args, int(n))
+                }
+                None => (
+                    args,
+                    b"-ERR value is not an integer or out of range\r\n".to_vec(),
+                ),
+            }
+        }
+        RespOp::Append(key, v) => {
+            let args = vec![b"APPEND".to_vec(), k(key), v.clone()];
+            let joined = [model.get(key).cloned().unwrap_or_default(), v.clone()].concat();
+            if too_big(&joined) {
+                (args, b"-ERR string exceeds maximum allowed size".to_vec())
+            } else {
+                let n = joined.len() as i64;
+                model.insert(*key, joined);
+                (args, int(n))
+            }
+        }
+        RespOp::Mset(pairs) => {
+            let mut args = vec![b"MSET".to_vec()];
+            for (key, v) in pairs {
+                args.push(k(key));
+                args.push(v.clone());
+            }
+            if pairs.iter().any(|(_, v)| too_big(v)) {
+                (args, TOO_LARGE.to_vec())
+            } else {
+                for (key, v) in pairs {
+                    model.insert(*key, v.clone());
+                }
+                (args, b"+OK\r\n".to_vec())
+            }
+        }
+        RespOp::Mget(keys) => {
+            let mut args = vec![b"MGET".to_vec()];
+            let mut answer = format!("*{}\r\n", keys.len()).into_bytes();
+            for key in keys {
+                args.push(k(key));
+                answer.extend(bulk(model.get(key)));
+            }
+            (args, answer)
+        }
+        RespOp::Exists(keys) => {
+            let mut args = vec![b"EXISTS".to_vec()];
+            let mut n = 0;
+            for key in keys {
+                args.push(k(key));
+                n += i64::from(model.contains_key(key));
+            }
+            (args, int(n))
+        }
+        RespOp::Strlen(key) => (
+            vec![b"STRLEN".to_vec(), k(key)],
+            int(model.get(key).map_or(0, |v| v.len() as i64)),
+        ),
+        RespOp::Getdel(key) => (
+            vec![b"GETDEL".to_vec(), k(key)],
+            bulk(model.remove(key).as_ref()),
+        ),
+        RespOp::Setnx(key, v) => {
+            let args = vec![b"SETNX".to_vec(), k(key), v.clone()];
+            if too_big(v) {
+                (args, TOO_LARGE.to_vec())
+            } else if model.contains_key(key) {
+                (args, int(0))
+            } else {
+                model.insert(*key, v.clone());
+                (args, int(1))
+            }
+        }
+    };
+    (resp_encode(&args), answer)
+}
+
+#[test]
+fn resp_model() {
+    let n = InProcess::new();
+    harness::fuzz(
+        "resp_frames/model",
+        100_000,
+        (vec(resp_op(), 1..40), vec(1usize..200, 1..5)),
+        |(ops, sizes)| {
+            // Each case starts from an empty store.
+            n.rt.block_on(async {
+                for p in 0..n.state.engine.partitions() {
+                    n.state.engine.drop_partition(p).unwrap();
+                }
+            });
+            let mut model = HashMap::new();
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for op in &ops {
+                let (cmd, answer) = resp_model_step(&mut model, op);
+                wire.extend(cmd);
+                expected.push(answer);
+            }
+            let out = resp_exchange(&n, chunked(&wire, &sizes));
+            let replies = resp_replies(&out)?;
+            prop_assert_eq!(
+                replies.len(),
+                expected.len(),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
+            for (i, ((got, _), want)) in replies.iter().zip(&expected).enumerate() {
+                prop_assert!(
+                    got.starts_with(want),
+                    "answer {} to {:?}: {:?}, expected {:?}",
+                    i,
+                    ops[i],
+                    String::from_utf8_lossy(got),
+                    String::from_utf8_lossy(want)
+                );
+            }
+            Ok(())
+        },
+    );
 }

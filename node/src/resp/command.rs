@@ -330,6 +330,28 @@ fn key(args: &Args<'_>, i: usize) -> Bytes {
     Bytes::copy_from_slice(args.get(i))
 }
 
+/// Refuses a value argument over `maxValueSize` (the parser refuses what is longer than
+/// both it and the longest key, so this is for nodes configured below 250 bytes).
+fn check_values(
+    x: &mut Exec<'_>,
+    args: &Args<'_>,
+    at: impl Iterator<Item = usize>,
+) -> Result<(), Reply> {
+    let max = x.s.max_value_size;
+    for i in at {
+        let size = args.get(i).len();
+        if size as u64 > max {
+            return Err(fail(
+                x,
+                &format!(
+                    "ERR argument of {size} bytes is larger than maxValueSize ({max} bytes): nothing was done"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Commands arrive from clients: they may be forwarded.
 const ORIGIN: Origin = Origin { forwarded: false };
 
@@ -444,6 +466,9 @@ fn set(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         }
         i += 1;
     }
+    if let Err(r) = check_values(x, args, [2].into_iter()) {
+        return r;
+    }
     let value = key(args, 2);
     let k = key(args, 1);
     let s = x.s.clone();
@@ -479,6 +504,9 @@ fn set_ex(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64) -> Reply {
     let Some(at) = expiry_at(n, unit_ms, false, now) else {
         return invalid_expire(x, name);
     };
+    if let Err(r) = check_values(x, args, [3].into_iter()) {
+        return r;
+    }
     let (s, k, value) = (x.s.clone(), key(args, 1), key(args, 3));
     later(x, async move {
         let w = cluster::Write {
@@ -493,6 +521,9 @@ fn set_ex(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64) -> Reply {
 }
 
 fn setnx(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    if let Err(r) = check_values(x, args, [2].into_iter()) {
+        return r;
+    }
     let op = KeyOp::Set {
         value: key(args, 2),
         expiry: Expiry::Clear,
@@ -572,6 +603,9 @@ fn mget(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 fn mset(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     if args.len().is_multiple_of(2) {
         return wrong_arity(x, "MSET");
+    }
+    if let Err(r) = check_values(x, args, (2..args.len()).step_by(2)) {
+        return r;
     }
     let s = x.s.clone();
     let pairs: Vec<(Bytes, Bytes)> = (1..args.len())

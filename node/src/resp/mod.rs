@@ -134,7 +134,9 @@ impl Input {
     }
 }
 
-async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNode) {
+/// Serves one RESP connection on `io` until the client closes it, sends a malformed frame
+/// or `QUIT` (the fuzz targets drive it over an in-memory pipe).
+pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNode) {
     let lim = parse::Limits {
         max_bulk: usize::try_from(s.max_value_size)
             .unwrap_or(usize::MAX)
