@@ -445,3 +445,80 @@ async fn redis_cli_scripted() {
         "{text}"
     );
 }
+
+/// A key node `i` neither owns nor serves, so that its commands there are forwarded.
+fn remote_key(rc: &RespCluster, i: u32, prefix: &str) -> String {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|k| {
+            let p = ringcache_ring::partition_of(k.as_bytes(), rc.c.ring.partitions);
+            !rc.c.ring.read_owners(p).contains(&i)
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_is_answered_whole_and_hostile_requests_are_refused() {
+    let rc = resp_cluster("resp-edges", 3, &[]).await;
+    let far = remote_key(&rc, 0, "far");
+    let far2 = remote_key(&rc, 0, &format!("{far}-"));
+    let (addr, mut b) = (rc.resp[0].clone(), rc.conn(1));
+    blocking(move || {
+        // Forwarded and replicated commands, then the client closes its side at once: every
+        // answer still arrives, in order, before the node closes.
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let script = format!(
+            "GET {far}\r\nHELLO 3\r\nSET {far} v1\r\nGET {far}\r\nSET {far2} v2\r\nINCR n\r\nGET {far2}\r\n"
+        );
+        s.write_all(script.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        // The GET before HELLO 3 is answered in RESP2 (`$-1`), the rest in RESP3.
+        assert!(all.starts_with("$-1\r\n%7\r\n"), "{all}");
+        assert!(
+            all.ends_with("+OK\r\n$2\r\nv1\r\n+OK\r\n:1\r\n$2\r\nv2\r\n"),
+            "{all}"
+        );
+
+        // MSET naming a key twice keeps the last value.
+        let () = redis::cmd("MSET")
+            .arg(&far)
+            .arg("first")
+            .arg(&far)
+            .arg("last")
+            .query(&mut b)
+            .unwrap();
+        let v: String = b.get(&far).unwrap();
+        assert_eq!(v, "last");
+
+        // Integer arguments as strictly as Redis reads them.
+        for bad in ["+5", "05", " 5", "5.0"] {
+            let e = err_text(redis::cmd("INCRBY").arg("n").arg(bad).query::<i64>(&mut b));
+            assert!(e.contains("not an integer"), "{bad:?}: {e}");
+        }
+
+        // A command naming more keys than allowed is refused whole.
+        let mut mget = redis::cmd("MGET");
+        for i in 0..100_001 {
+            mget.arg(format!("k{i}"));
+        }
+        let e = err_text(mget.query::<Vec<Option<String>>>(&mut b));
+        assert!(e.contains("at most 100000 keys"), "{e}");
+        let n: i64 = b.incr("n", 1).unwrap();
+        assert_eq!(n, 2, "the connection still serves");
+
+        // A browser posting to the RESP port: closed without an answer, nothing run.
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: localhost:6379\r\n\r\nSET posted 1\r\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        let posted: Option<String> = b.get("posted").unwrap();
+        assert_eq!(posted, None);
+    })
+    .await;
+}

@@ -117,7 +117,7 @@ fn copy(c: &Current<'_>) -> Bytes {
 }
 
 /// Redis's integer grammar: optional `-`, digits, no leading zeros or spaces, fits in i64.
-fn as_integer(v: &[u8]) -> Option<i64> {
+pub fn as_integer(v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v).ok()?;
     let digits = s.strip_prefix('-').unwrap_or(s);
     if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {

@@ -109,7 +109,8 @@ impl Block {
         Layout::from_size_align(size, 8).expect("block layout")
     }
 
-    fn is_shared(&self) -> bool {
+    /// Whether the value is held as a shared `Bytes` (not inline).
+    pub fn is_shared(&self) -> bool {
         // SAFETY: byte 31 of the header.
         unsafe { self.ptr.as_ptr().add(31).read() & SHARED != 0 }
     }

@@ -223,7 +223,9 @@ impl Engine {
         self.lookup(self.partition_of(key), key, now_ms, |b| f(b.value()))
     }
 
-    /// [`Engine::get_with`] for a key whose partition `p` the caller already knows.
+    /// [`Engine::get_with`] for a key whose partition `p` the caller already knows. A large
+    /// (shared) value is handed to `f` after the partition's lock is released, so copying it
+    /// out does not hold up the partition.
     pub fn get_in<R>(
         &self,
         p: u32,
@@ -231,7 +233,21 @@ impl Engine {
         now_ms: u64,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
-        self.lookup(p, key, now_ms, |b| f(b.value()))
+        let mut f = Some(f);
+        let mut shared = None;
+        let inline = self.lookup(p, key, now_ms, |b| {
+            if b.is_shared() {
+                shared = Some(b.value_bytes());
+                None
+            } else {
+                f.take().map(|f| f(b.value()))
+            }
+        })?;
+        match (inline, shared, f) {
+            (Some(r), _, _) => Some(r),
+            (None, Some(v), Some(f)) => Some(f(&v)),
+            _ => None,
+        }
     }
 
     fn lookup<R>(&self, p: u32, key: &[u8], now_ms: u64, f: impl FnOnce(&Block) -> R) -> Option<R> {

@@ -203,6 +203,9 @@ static COMMANDS: &[Spec] = &[
 const GET: usize = 12;
 const SET: usize = 29;
 
+/// Most keys (or key-value pairs' parts) one command may name.
+pub const MAX_KEYS: usize = 100_000;
+
 /// Commands that need no `AUTH` first.
 const BEFORE_AUTH: [&str; 3] = ["AUTH", "HELLO", "QUIT"];
 
@@ -255,6 +258,15 @@ pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -
     let n = args.len() as i32;
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         return wrong_arity(x, spec.name);
+    }
+    if args.len() > MAX_KEYS + 1 {
+        return fail(
+            x,
+            &format!(
+                "ERR {} arguments: at most {MAX_KEYS} keys in one command",
+                args.len() - 1
+            ),
+        );
     }
     for i in spec.key_indexes(args.len()) {
         let k = args.get(i);
@@ -321,9 +333,9 @@ fn failed(e: ClusterError) -> Answer {
     Answer::Err(error_text(&e))
 }
 
-/// An integer argument as Redis reads one.
+/// An integer argument as Redis reads one (no sign but `-`, no leading zeros or spaces).
 fn integer(v: &[u8]) -> Option<i64> {
-    std::str::from_utf8(v).ok()?.parse().ok()
+    crate::cluster::ops::as_integer(v)
 }
 
 fn key(args: &Args<'_>, i: usize) -> Bytes {
@@ -564,39 +576,86 @@ fn getex(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     run_op(x, key(args, 1), KeyOp::GetEx { expiry }, outcome)
 }
 
+/// Per-key calls of a multi-key command that run at once (forwarded reads to one owner still
+/// coalesce; a command naming 100,000 remote keys does not open 100,000 requests).
+const KEY_CONCURRENCY: usize = 64;
+
+/// Runs `calls`, at most [`KEY_CONCURRENCY`] at a time; their answers in order, or the first
+/// error (every call still runs: a write is not taken back).
+async fn bounded<T, F: Future<Output = Result<T, ClusterError>>>(
+    calls: impl Iterator<Item = F>,
+) -> Result<Vec<T>, ClusterError> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(calls)
+        .buffered(KEY_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// A read that owns what it needs (so that many can run from one task).
+fn read_owned(
+    s: &SharedNode,
+    k: Bytes,
+) -> impl Future<Output = Result<Option<Bytes>, ClusterError>> + Send + 'static {
+    let s = s.clone();
+    async move { cluster::read(&s, &k, false).await }
+}
+
+/// The answer to a multi-key read that would pass [`max_reply`].
+fn reply_too_large(limit: usize) -> String {
+    format!("ERR the answer would be larger than {limit} bytes: ask for fewer keys at once")
+}
+
+/// Largest answer one command builds (a GET of the largest value always fits).
+fn max_reply(s: &SharedNode) -> usize {
+    usize::try_from(s.max_value_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 10)
+        .max(MAX_REPLY)
+}
+
+/// Answers of one command are built whole before they are written: this bounds them.
+const MAX_REPLY: usize = 64 << 20;
+
 fn mget(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = x.s;
+    let limit = max_reply(s);
     let local = (1..args.len()).all(|i| {
         s.ring
             .serves_read_locally(s.engine.partition_of(args.get(i)))
     });
     if local {
         let now = s.clock.now_ms();
+        let start = x.out.len();
         reply::array(x.out, args.len() - 1);
         for i in 1..args.len() {
             let out = &mut *x.out;
+            let k = args.get(i);
             if s.engine
-                .get_with(args.get(i), now, |v| reply::bulk(out, v))
+                .get_in(s.engine.partition_of(k), k, now, |v| reply::bulk(out, v))
                 .is_none()
             {
                 reply::null(out, x.conn.resp3);
+            }
+            if x.out.len() - start > limit {
+                x.out.truncate(start);
+                return fail(x, &reply_too_large(limit));
             }
         }
         return Reply::Now;
     }
     let s = s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
-    // Read at once: forwarded reads to one owner coalesce into one multi-get.
     later(x, async move {
-        let reads = keys.iter().map(|k| cluster::read(&s, k, false));
-        let mut values = Vec::with_capacity(keys.len());
-        for r in futures_util::future::join_all(reads).await {
-            match r {
-                Ok(v) => values.push(v),
-                Err(e) => return failed(e),
+        match bounded(keys.into_iter().map(|k| read_owned(&s, k))).await {
+            Ok(values) if values.iter().flatten().map(Bytes::len).sum::<usize>() > limit => {
+                Answer::Err(reply_too_large(limit))
             }
+            Ok(values) => Answer::Values(values),
+            Err(e) => failed(e),
         }
-        Answer::Values(values)
     })
 }
 
@@ -608,12 +667,18 @@ fn mset(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         return r;
     }
     let s = x.s.clone();
-    let pairs: Vec<(Bytes, Bytes)> = (1..args.len())
-        .step_by(2)
-        .map(|i| (key(args, i), key(args, i + 1)))
-        .collect();
+    // A key named twice gets its last value, as in Redis (the writes of one command run
+    // concurrently, so the earlier one could otherwise land last).
+    let mut last: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for i in (1..args.len()).step_by(2) {
+        last.insert(args.get(i), i);
+    }
+    let mut firsts: Vec<usize> = last.into_values().collect();
+    firsts.sort_unstable();
+    let keys: Vec<Bytes> = firsts.iter().map(|&i| key(args, i)).collect();
+    let values: Vec<Bytes> = firsts.iter().map(|&i| key(args, i + 1)).collect();
     later(x, async move {
-        let writes = pairs.into_iter().map(|(k, v)| {
+        let writes = keys.into_iter().zip(values).map(|(k, v)| {
             let s = s.clone();
             async move {
                 let w = cluster::Write {
@@ -623,13 +688,9 @@ fn mset(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
                 cluster::write(&s, &k, w, &ORIGIN).await
             }
         });
-        match futures_util::future::join_all(writes)
-            .await
-            .into_iter()
-            .find_map(Result::err)
-        {
-            None => Answer::Ok,
-            Some(e) => failed(e),
+        match bounded(writes).await {
+            Ok(_) => Answer::Ok,
+            Err(e) => failed(e),
         }
     })
 }
@@ -693,18 +754,19 @@ fn del(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = x.s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
     later(x, async move {
-        let dels = keys
-            .iter()
-            .map(|k| cluster::op(&s, k, KeyOp::Delete { get: false }, &ORIGIN));
-        let mut n = 0;
-        for r in futures_util::future::join_all(dels).await {
-            match r {
-                Ok(Outcome::Int(d)) => n += d,
-                Ok(_) => {}
-                Err(e) => return failed(e),
-            }
+        let dels = keys.into_iter().map(|k| {
+            let s = s.clone();
+            async move { cluster::op(&s, &k, KeyOp::Delete { get: false }, &ORIGIN).await }
+        });
+        match bounded(dels).await {
+            Ok(outcomes) => Answer::Int(
+                outcomes
+                    .iter()
+                    .map(|o| if let Outcome::Int(d) = o { *d } else { 0 })
+                    .sum(),
+            ),
+            Err(e) => failed(e),
         }
-        Answer::Int(n)
     })
 }
 
@@ -712,15 +774,11 @@ fn exists(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = x.s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
     later(x, async move {
-        let reads = keys.iter().map(|k| cluster::read(&s, k, false));
-        let mut n = 0;
-        for r in futures_util::future::join_all(reads).await {
-            match r {
-                Ok(v) => n += i64::from(v.is_some()),
-                Err(e) => return failed(e),
-            }
+        let reads = keys.into_iter().map(|k| read_owned(&s, k));
+        match bounded(reads).await {
+            Ok(values) => Answer::Int(values.iter().flatten().count() as i64),
+            Err(e) => failed(e),
         }
-        Answer::Int(n)
     })
 }
 

@@ -88,12 +88,6 @@ pub async fn serve(
     }
 }
 
-/// A waiting command's answer and the partitions it touches (for ordering).
-struct Waiting {
-    partitions: Vec<u32>,
-    writes: bool,
-}
-
 /// The input buffer with its draws on the buffer budget.
 struct Input {
     buf: BytesMut,
@@ -124,14 +118,144 @@ impl Input {
         Ok(())
     }
 
-    /// After a large command: back to a small buffer, the budget returned.
+    /// After a large command: back to a small buffer, the budget returned. (`capacity` is what
+    /// is left past the consumed bytes, so a draw is what says the buffer grew.)
     fn shrink(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > BASE_BUFFER {
+        if self.buf.is_empty() && (self.drawn > 0 || self.buf.capacity() > BASE_BUFFER) {
             self.buf = BytesMut::with_capacity(16 << 10);
             self.draws.clear();
             self.drawn = 0;
         }
     }
+}
+
+/// Answers not yet written, in command order: commands still running (spawned, so that they
+/// finish whatever the client does) and answers known at once that came after them.
+#[derive(Default)]
+struct Queue {
+    answers: FuturesOrdered<BoxFuture<'static, Answer>>,
+    /// Per queued answer: the partitions its command touches, whether it writes, and the
+    /// protocol version it is to be encoded in (a later `HELLO` does not change it).
+    meta: VecDeque<Queued>,
+    /// Bytes of answers known at once, held behind running ones.
+    held: usize,
+}
+
+struct Queued {
+    partitions: Vec<u32>,
+    writes: bool,
+    resp3: bool,
+    held: usize,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// Whether another command may run before some answers are out.
+    fn has_room(&self) -> bool {
+        self.meta.len() < MAX_PENDING && self.held < MAX_HELD
+    }
+
+    fn push_running(
+        &mut self,
+        fut: BoxFuture<'static, Answer>,
+        partitions: Vec<u32>,
+        writes: bool,
+        resp3: bool,
+    ) {
+        let task = tokio::spawn(fut);
+        self.answers.push_back(Box::pin(async move {
+            task.await
+                .unwrap_or_else(|e| Answer::Err(format!("ERR command failed: {e}")))
+        }));
+        self.meta.push_back(Queued {
+            partitions,
+            writes,
+            resp3,
+            held: 0,
+        });
+    }
+
+    fn push_known(&mut self, encoded: Vec<u8>, resp3: bool) {
+        let held = encoded.len();
+        self.held += held;
+        self.answers
+            .push_back(Box::pin(std::future::ready(Answer::Raw(encoded))));
+        self.meta.push_back(Queued {
+            partitions: Vec::new(),
+            writes: false,
+            resp3,
+            held,
+        });
+    }
+
+    /// Whether a command on `partitions` must wait for the queued ones (one of the two writes
+    /// to a partition the other touches).
+    fn conflicts(&self, partitions: &[u32], writes: bool) -> bool {
+        self.meta
+            .iter()
+            .any(|q| (q.writes || writes) && q.partitions.iter().any(|p| partitions.contains(p)))
+    }
+
+    fn encode(&mut self, s: &SharedNode, a: Answer, out: &mut Vec<u8>) {
+        let resp3 = match self.meta.pop_front() {
+            Some(q) => {
+                self.held -= q.held;
+                q.resp3
+            }
+            None => false,
+        };
+        command::count_error(s, &a);
+        command::encode(out, a, resp3);
+    }
+
+    /// Encodes the answers that are ready, in order, without waiting.
+    fn collect_ready(&mut self, s: &SharedNode, out: &mut Vec<u8>) {
+        while let Some(Some(a)) = futures_util::FutureExt::now_or_never(self.answers.next()) {
+            self.encode(s, a, out);
+        }
+    }
+
+    /// Waits for every queued answer and encodes them.
+    async fn drain(&mut self, s: &SharedNode, out: &mut Vec<u8>) {
+        while let Some(a) = self.answers.next().await {
+            self.encode(s, a, out);
+        }
+    }
+}
+
+/// Bytes of answers known at once that a connection holds behind running commands before it
+/// stops running more.
+const MAX_HELD: usize = 8 << 20;
+
+/// Writes `out` in pieces, each within `stall` (a client that stops reading is cut off), and
+/// empties it.
+async fn write_out<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    stall: Duration,
+) -> bool {
+    for piece in out.chunks(FLUSH_AT) {
+        if !matches!(
+            tokio::time::timeout(stall, io.write_all(piece)).await,
+            Ok(Ok(()))
+        ) {
+            return false;
+        }
+    }
+    out.clear();
+    if out.capacity() > 1 << 20 {
+        *out = Vec::with_capacity(16 << 10);
+    }
+    true
+}
+
+/// Inline first words of HTTP requests: a browser or proxy talking to the RESP port. Closed at
+/// once, as Redis does, so a web page cannot post commands to an open node.
+fn is_http(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"POST") || name.eq_ignore_ascii_case(b"HOST:")
 }
 
 /// Serves one RESP connection on `io` until the client closes it, sends a malformed frame
@@ -144,6 +268,7 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
         max_args: MAX_ARGS,
         max_inline: BASE_BUFFER,
     };
+    let stall = s.pull_idle_timeout;
     let mut input = Input {
         buf: BytesMut::with_capacity(16 << 10),
         draws: Vec::new(),
@@ -159,14 +284,15 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
         name: None,
         quit: false,
     };
-    let mut pending: FuturesOrdered<BoxFuture<'static, Answer>> = FuturesOrdered::new();
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut queue = Queue::default();
     let mut discard: Option<Discard> = None;
     let mut need = 0usize;
     let mut closing: Option<String> = None;
-    'conn: loop {
+    // The client closed its side: answer what it sent, then close.
+    let mut eof = false;
+    loop {
         // Run every whole command buffered.
-        while pending.len() < MAX_PENDING && !conn.quit && closing.is_none() {
+        while queue.has_room() && !conn.quit && closing.is_none() {
             if let Some(d) = &mut discard {
                 match d.advance(&input.buf) {
                     Ok((used, over)) => {
@@ -200,18 +326,20 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
                     args_left,
                     size,
                 } => {
-                    let msg = format!(
-                        "ERR argument of {size} bytes is larger than maxValueSize ({} bytes): nothing was done",
-                        s.max_value_size
+                    let mut msg = Vec::new();
+                    reply::error(
+                        &mut msg,
+                        &format!(
+                            "ERR argument of {size} bytes is larger than maxValueSize ({} bytes): nothing was done",
+                            s.max_value_size
+                        ),
                     );
                     s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
-                    queue(
-                        &mut out,
-                        &mut pending,
-                        &mut waiting,
-                        Answer::Err(msg),
-                        &conn,
-                    );
+                    if queue.is_empty() {
+                        out.extend_from_slice(&msg);
+                    } else {
+                        queue.push_known(msg, conn.resp3);
+                    }
                     input.buf.advance(header);
                     discard = Some(Discard { skip, args_left });
                     need = 0;
@@ -226,10 +354,13 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
                         buf: &input.buf[..len],
                         ranges: &ranges,
                     };
+                    if is_http(args.get(0)) {
+                        tracing::warn!("HTTP request on the RESP port: connection closed");
+                        return;
+                    }
                     let spec = command::lookup(args.get(0));
                     // The partitions it touches, needed only when something waits (computed
-                    // once, before the buffer moves on).
-                    let mut parts_known = false;
+                    // before the buffer moves on).
                     let partitions = |parts: &mut Vec<u32>| {
                         parts.clear();
                         if let Some(spec) = spec {
@@ -239,127 +370,72 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
                             );
                         }
                     };
+                    let writes = spec.is_some_and(|sp| sp.writes);
+                    let mut parts_known = false;
                     // Order behind an unanswered command this one depends on.
-                    if let Some(spec) = spec
-                        && !pending.is_empty()
-                    {
+                    if !queue.is_empty() {
                         partitions(&mut parts);
                         parts_known = true;
-                        let conflict = waiting.iter().any(|w| {
-                            (w.writes || spec.writes)
-                                && w.partitions.iter().any(|p| parts.contains(p))
-                        });
-                        if conflict {
-                            while let Some(a) = pending.next().await {
-                                waiting.pop_front();
-                                command::count_error(s, &a);
-                                command::encode(&mut out, a, conn.resp3);
-                            }
+                        if queue.conflicts(&parts, writes) {
+                            queue.drain(s, &mut out).await;
                         }
                     }
-                    let mut scratch = Vec::new();
-                    let target = if pending.is_empty() {
-                        &mut out
-                    } else {
-                        &mut scratch
-                    };
+                    let mut later_bytes = Vec::new();
+                    let behind = !queue.is_empty();
+                    let resp3 = conn.resp3;
                     let mut x = Exec {
                         s,
                         conn: &mut conn,
-                        out: target,
+                        out: if behind { &mut later_bytes } else { &mut out },
                     };
-                    let reply = command::execute(&mut x, spec, &args);
-                    match reply {
-                        Reply::Now if !scratch.is_empty() => queue(
-                            &mut out,
-                            &mut pending,
-                            &mut waiting,
-                            Answer::Raw(scratch),
-                            &conn,
-                        ),
+                    match command::execute(&mut x, spec, &args) {
+                        Reply::Now if behind => queue.push_known(later_bytes, resp3),
                         Reply::Now => {}
                         Reply::Later(fut) => {
                             if !parts_known {
                                 partitions(&mut parts);
                             }
-                            pending.push_back(fut);
-                            waiting.push_back(Waiting {
-                                partitions: parts.clone(),
-                                writes: spec.is_some_and(|sp| sp.writes),
-                            });
+                            queue.push_running(fut, parts.clone(), writes, resp3);
                         }
                     }
                     input.buf.advance(len);
-                    if out.len() >= FLUSH_AT {
-                        if io.write_all(&out).await.is_err() {
-                            break 'conn;
-                        }
-                        out.clear();
+                    if out.len() >= FLUSH_AT && !write_out(&mut io, &mut out, stall).await {
+                        return;
                     }
                 }
             }
         }
-        // Answers that are ready, without waiting.
-        while let Some(Some(a)) = futures_util::FutureExt::now_or_never(pending.next()) {
-            waiting.pop_front();
-            command::count_error(s, &a);
-            command::encode(&mut out, a, conn.resp3);
-        }
-        if let Some(msg) = &closing {
-            while let Some(a) = pending.next().await {
-                command::count_error(s, &a);
-                command::encode(&mut out, a, conn.resp3);
-            }
+        queue.collect_ready(s, &mut out);
+        if let Some(msg) = closing.take() {
+            queue.drain(s, &mut out).await;
             s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
-            command::encode(&mut out, Answer::Err(msg.clone()), conn.resp3);
-            let _ = io.write_all(&out).await;
+            reply::error(&mut out, &msg);
+            let _ = write_out(&mut io, &mut out, stall).await;
             break;
         }
-        if !out.is_empty() {
-            if io.write_all(&out).await.is_err() {
-                break;
-            }
-            out.clear();
+        if !out.is_empty() && !write_out(&mut io, &mut out, stall).await {
+            return;
         }
-        if conn.quit && pending.is_empty() {
+        if (conn.quit || eof) && queue.is_empty() {
             break;
         }
         input.shrink();
-        if let Err(msg) = input.reserve(s, need.saturating_sub(input.buf.len())).await {
+        if ranges.capacity() > 1024 {
+            ranges = Vec::with_capacity(8);
+        }
+        let reading = queue.has_room() && !conn.quit && !eof;
+        if reading && let Err(msg) = input.reserve(s, need.saturating_sub(input.buf.len())).await {
             closing = Some(msg);
             continue;
         }
-        let reading = pending.len() < MAX_PENDING && !conn.quit;
         tokio::select! {
-            Some(a) = pending.next(), if !pending.is_empty() => {
-                waiting.pop_front();
-                command::count_error(s, &a);
-                                command::encode(&mut out, a, conn.resp3);
-            }
+            Some(a) = queue.answers.next(), if !queue.is_empty() => queue.encode(s, a, &mut out),
             r = io.read_buf(&mut input.buf), if reading => match r {
-                Ok(0) | Err(_) => break,
+                Ok(0) => eof = true,
                 Ok(_) => {}
+                Err(_) => return,
             },
         }
     }
     let _ = io.shutdown().await;
-}
-
-/// Queues an answer known now behind the waiting ones (or writes it when none wait).
-fn queue(
-    out: &mut Vec<u8>,
-    pending: &mut FuturesOrdered<BoxFuture<'static, Answer>>,
-    waiting: &mut VecDeque<Waiting>,
-    a: Answer,
-    conn: &Conn,
-) {
-    if pending.is_empty() {
-        command::encode(out, a, conn.resp3);
-    } else {
-        pending.push_back(Box::pin(std::future::ready(a)));
-        waiting.push_back(Waiting {
-            partitions: Vec::new(),
-            writes: false,
-        });
-    }
 }

@@ -106,14 +106,18 @@ fn multibulk(buf: &[u8], args: &mut Vec<(usize, usize)>, lim: Limits) -> Parsed 
         return Parsed::Malformed("too many arguments in one command");
     }
     for i in 0..n {
+        // What the remaining arguments take at the least (`$0\r\n\r\n` each): a command of many
+        // arguments arriving in many reads is parsed again only once that much more is here,
+        // not after every read.
+        let at_least = pos + (n - i) * 6;
         match buf.get(pos) {
-            None => return Parsed::Incomplete { need: 0 },
+            None => return Parsed::Incomplete { need: at_least },
             Some(b'$') => {}
             Some(_) => return Parsed::Malformed("expected '$' before an argument"),
         }
         let end = match line_end(buf, pos + 1, MAX_LEN_LINE) {
             Ok(Some(e)) => e,
-            Ok(None) => return Parsed::Incomplete { need: 0 },
+            Ok(None) => return Parsed::Incomplete { need: at_least },
             Err(_) => return Parsed::Malformed("invalid bulk length"),
         };
         let len = match number(&buf[pos + 1..end]) {
@@ -131,7 +135,9 @@ fn multibulk(buf: &[u8], args: &mut Vec<(usize, usize)>, lim: Limits) -> Parsed 
         }
         let stop = start + len;
         if buf.len() < stop + 2 {
-            return Parsed::Incomplete { need: stop + 2 };
+            return Parsed::Incomplete {
+                need: (stop + 2).max(at_least + len),
+            };
         }
         if &buf[stop..stop + 2] != b"\r\n" {
             return Parsed::Malformed("expected CRLF after a bulk argument");
