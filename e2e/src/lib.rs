@@ -1,13 +1,13 @@
 //! End-to-end tests for ringcache against a real Kubernetes cluster.
 //!
 //! The tests in `tests/` talk only to the cluster that `KUBECONFIG` names, and only through its API
-//! server (nodes are reached through the API server's service and pod proxy, so no port-forward or
-//! ingress is needed). Where `KUBECONFIG` is unset or the cluster does not answer quickly, every test
+//! server (nodes are reached through the API server's service and pod proxy, and the Redis port
+//! through its port-forward stream, so no local port, ingress or `kubectl` is needed). Where `KUBECONFIG` is unset or the cluster does not answer quickly, every test
 //! prints `skipped: no cluster` and passes, so `cargo test --workspace` stays green on machines
 //! without Kubernetes.
 //!
 //! The library half is split into pure parts that unit tests cover without any cluster
-//! ([`resource`], [`status`], [`paths`], [`keys`], and [`checker`], which the cluster simulation
+//! ([`resource`], [`status`], [`paths`], [`keys`], [`resp`], and [`checker`], which the cluster simulation
 //! shares) and the I/O parts ([`harness`], [`nodes`]).
 
 pub mod checker;
@@ -18,6 +18,7 @@ pub mod load;
 pub mod nodes;
 pub mod paths;
 pub mod resource;
+pub mod resp;
 pub mod status;
 
 pub use error::E2eError;

@@ -15,7 +15,7 @@ use ringcache_e2e::harness::poll;
 use ringcache_e2e::nodes::{self, Target, describe_failures};
 use ringcache_e2e::resource::{ClusterSpec, cache_cluster, owned_labels};
 use ringcache_e2e::status::{Migration, Status};
-use ringcache_e2e::{Ctx, E2eError, keys, run};
+use ringcache_e2e::{Ctx, E2eError, keys, resp, run};
 use serde_json::json;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -478,5 +478,89 @@ fn deleting_the_cache_cluster_garbage_collects_what_it_owned() {
             },
         )
         .await
+    });
+}
+
+/// Opens a RESP connection to `pod`'s `redis` port through the API server (a port-forward).
+async fn redis_conn(
+    ctx: &Ctx,
+    pod: &str,
+) -> Result<
+    (
+        resp::Conn<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + use<>>,
+        kube::api::Portforwarder,
+    ),
+    E2eError,
+> {
+    let pods: Api<Pod> = ctx.api();
+    let mut pf = pods.portforward(pod, &[6379]).await?;
+    let stream = pf
+        .take_stream(6379)
+        .ok_or_else(|| E2eError::check(format!("no port-forward stream to {pod}:6379")))?;
+    Ok((resp::Conn::new(stream), pf))
+}
+
+#[test]
+fn redis_clients_reach_every_key_through_any_pod() {
+    run("redis", |ctx| async move {
+        let name = "redis";
+        create(&ctx, name, &ClusterSpec::default()).await?;
+        ctx.wait_ready(name, READY_TIMEOUT, |_| {}).await?;
+        // The client Service offers the redis port next to HTTP.
+        let svc: Api<Service> = ctx.api();
+        let ports = svc
+            .get(name)
+            .await?
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default();
+        ensure(
+            ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some("redis") && p.port == 6379),
+            || format!("Service {name} has no port redis/6379: {ports:?}"),
+        )?;
+        let (mut a, pf_a) = redis_conn(&ctx, &format!("{name}-0")).await?;
+        let (mut b, pf_b) = redis_conn(&ctx, &format!("{name}-2")).await?;
+        let ok = resp::Reply::Simple("OK".into());
+        // 200 keys written through pod 0 (most forwarded or replicated), read through pod 2.
+        let mut mset: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+        for i in 0..200 {
+            mset.push(format!("r{i}").into_bytes());
+            mset.push(format!("v{i}").into_bytes());
+        }
+        let args: Vec<&[u8]> = mset.iter().map(Vec::as_slice).collect();
+        ensure(a.call(&args).await? == ok, || {
+            "MSET not acknowledged".into()
+        })?;
+        let mut mget: Vec<Vec<u8>> = vec![b"MGET".to_vec()];
+        mget.extend((0..200).map(|i| format!("r{i}").into_bytes()));
+        let args: Vec<&[u8]> = mget.iter().map(Vec::as_slice).collect();
+        let want = resp::Reply::Array(
+            (0..200)
+                .map(|i| resp::Reply::Bulk(Some(format!("v{i}").into_bytes())))
+                .collect(),
+        );
+        let got = b.call(&args).await?;
+        ensure(got == want, || format!("MGET through another pod: {got:?}"))?;
+        // Counters from two pods meet on the key's owner.
+        for _ in 0..20 {
+            a.call(&[b"INCR", b"hits"]).await?;
+            b.call(&[b"INCR", b"hits"]).await?;
+        }
+        let hits = a.call(&[b"GET", b"hits"]).await?;
+        ensure(hits == resp::Reply::Bulk(Some(b"40".to_vec())), || {
+            format!("40 increments from two pods read {hits:?}")
+        })?;
+        // What RESP wrote, HTTP reads.
+        let v = nodes::get(&ctx.client, &service(&ctx, name), "r7", 3).await?;
+        ensure(v.as_deref() == Some(&b"v7"[..]), || {
+            format!("r7 over HTTP: {v:?}")
+        })?;
+        drop((a, b));
+        for pf in [pf_a, pf_b] {
+            pf.abort();
+        }
+        Ok(())
     });
 }
