@@ -1,6 +1,7 @@
 //! Client load for the scenarios: writers doing PUT, overwrite and DELETE through whichever
-//! pods are ready (as a client Service would route them), every operation recorded in the shared
-//! [`Checker`]; and the final read of every key, classified by it.
+//! pods are ready (as a client Service would route them), and Redis-protocol writers doing SET
+//! and DEL the same way, every operation recorded in the shared [`Checker`]; and the final read
+//! of every key, classified by it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,8 @@ use ringcache_e2e::checker::{Checker, Op, Read, Summary};
 use ringcache_e2e::load::WriteCounters;
 /// Writes issued and how they ended.
 pub use ringcache_e2e::load::WriteStats as LoadStats;
+use ringcache_e2e::resp;
+use tokio::net::TcpStream;
 
 /// Where and how clients reach the cluster: the base URLs (`http(s)://ip:port`) of the pods
 /// a client Service would route to now, and an HTTP client set up for the cluster (trusting its
@@ -57,6 +60,10 @@ impl Endpoints {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub writers: usize,
+    /// Writers over the Redis protocol (SET and DEL of keys `r{n}-k…` through a pod's port
+    /// 6379, the way a Redis client reaches the cluster). Plain clusters only: against a TLS
+    /// cluster they stay idle.
+    pub resp_writers: usize,
     /// Keys each writer cycles through (its own: no two writers share a key).
     pub keys_per_writer: usize,
     pub seed: u64,
@@ -68,6 +75,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             writers: 4,
+            resp_writers: 2,
             keys_per_writer: 400,
             seed: 1,
             value_size: 100,
@@ -146,6 +154,67 @@ async fn write(s: Shared, w: usize, writes: WriteCounters) {
     }
 }
 
+/// The Redis address of the pod behind base URL `ep` (`http://ip:port`); none for HTTPS.
+fn resp_addr(ep: &str) -> Option<String> {
+    let host = ep.strip_prefix("http://")?.rsplit_once(':')?.0;
+    Some(format!("{host}:6379"))
+}
+
+/// Writer `w` over the Redis protocol: SET and DEL of its own keys through one pod at a time
+/// (a new one after a failure, and now and then, as a pooled client would), every operation
+/// recorded in the checker like the HTTP writers'.
+async fn write_resp(s: Shared, w: usize, writes: WriteCounters) {
+    let mut rng = Rng::new(s.opts.seed.wrapping_add(104_729 + w as u64 * 7919));
+    let pad = "r".repeat(s.opts.value_size);
+    let mut conn: Option<resp::Conn<TcpStream>> = None;
+    let mut seq = 0u64;
+    while s.running() {
+        let Some(c) = conn.as_mut() else {
+            let Some(ep) = s.endpoints.pick(&mut rng).await else {
+                continue;
+            };
+            let Some(addr) = resp_addr(&ep) else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(&addr)).await {
+                Ok(Ok(stream)) => conn = Some(resp::Conn::new(stream)),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            continue;
+        };
+        let key = format!("r{w}-k{}", rng.below(s.opts.keys_per_writer));
+        seq += 1;
+        let op = if rng.below(10) < 2 {
+            Op::Delete
+        } else {
+            Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
+        };
+        let issued = s.checker.issue(&key, op.clone());
+        let args: Vec<&[u8]> = match &op {
+            Op::Put(v) => vec![b"SET", key.as_bytes(), v],
+            Op::Delete => vec![b"DEL", key.as_bytes()],
+        };
+        let call = c.call(&args);
+        let (ok, reconnect) = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+            Ok(Ok(resp::Reply::Simple(r))) => (r == "OK", false),
+            Ok(Ok(resp::Reply::Int(_))) => (matches!(op, Op::Delete), false),
+            // An error answer (`-TRYAGAIN` while a member is down): the connection is fine.
+            Ok(Ok(_)) => (false, false),
+            // No answer: the pod went away; another one next time.
+            _ => (false, true),
+        };
+        s.checker.finish(&issued, ok);
+        writes.record(ok);
+        if reconnect || rng.below(64) == 0 {
+            conn = None;
+        }
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Reader `r`: reads of any writer's keys until stopped, each judged into `reads`.
 async fn read(s: Shared, r: u64, reads: Arc<Mutex<Summary>>) {
     let mut rng = Rng::new(s.opts.seed.wrapping_add(1_000_003 + r));
@@ -189,6 +258,10 @@ impl Load {
         let mut tasks: Vec<tokio::task::JoinHandle<()>> = (0..shared.opts.writers)
             .map(|w| tokio::spawn(write(shared.clone(), w, writes.clone())))
             .collect();
+        tasks.extend(
+            (0..shared.opts.resp_writers)
+                .map(|w| tokio::spawn(write_resp(shared.clone(), w, writes.clone()))),
+        );
         // Two readers: every read is judged against what was acknowledged when it began (a
         // restarted node answering from an empty store shows up here, not only at the end).
         for r in 0..2u64 {
@@ -291,6 +364,15 @@ pub async fn verify(checker: &Checker, endpoints: Endpoints, within: Duration) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_clients_reach_plain_pods_on_6379() {
+        assert_eq!(
+            resp_addr("http://127.0.0.7:7070").as_deref(),
+            Some("127.0.0.7:6379")
+        );
+        assert_eq!(resp_addr("https://127.0.0.7:7070"), None);
+    }
 
     #[test]
     fn the_generator_is_deterministic_and_in_range() {
