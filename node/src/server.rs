@@ -329,6 +329,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
             cfg.limits(),
             tls.clone(),
+            Duration::from_micros(cfg.resp_busy_poll_us),
         ));
     }
     serve(listener, state.clone(), stopped(stop_rx), cfg.limits(), tls).await;

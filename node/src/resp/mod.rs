@@ -18,6 +18,7 @@ pub mod command;
 mod info;
 pub mod parse;
 pub mod reply;
+mod spin;
 
 use crate::budget::Draw;
 use crate::cluster::node::SharedNode;
@@ -61,23 +62,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
     tls: Option<TlsServer>,
+    busy_poll: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let spinner = (!busy_poll.is_zero()).then(|| spin::Spinner::start(busy_poll));
     tokio::pin!(shutdown);
     while let Some((stream, peer, permit)) =
         crate::serve::accept(&listener, &slots, &mut shutdown, Some(&s.metrics)).await
     {
         let (s, tls, handshake) = (s.clone(), tls.clone(), limits.handshake_timeout);
+        let spinner = spinner.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let m = &s.metrics;
             m.resp_connections.fetch_add(1, Ordering::Relaxed);
             m.resp_connections_total.fetch_add(1, Ordering::Relaxed);
             match tls {
-                None => connection(stream, &s).await,
+                None => serve_connection(stream, &s, spinner.as_deref()).await,
                 Some(tls) => {
                     match tokio::time::timeout(handshake, tls.acceptor().accept(stream)).await {
-                        Ok(Ok(io)) => connection(io, &s).await,
+                        Ok(Ok(io)) => serve_connection(io, &s, spinner.as_deref()).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -260,7 +264,15 @@ fn is_http(name: &[u8]) -> bool {
 
 /// Serves one RESP connection on `io` until the client closes it, sends a malformed frame
 /// or `QUIT` (the fuzz targets drive it over an in-memory pipe).
-pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &SharedNode) {
+pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(io: IO, s: &SharedNode) {
+    serve_connection(io, s, None).await
+}
+
+async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
+    mut io: IO,
+    s: &SharedNode,
+    spinner: Option<&spin::Spinner>,
+) {
     let lim = parse::Limits {
         max_bulk: usize::try_from(s.max_value_size)
             .unwrap_or(usize::MAX)
@@ -413,8 +425,11 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
             let _ = write_out(&mut io, &mut out, stall).await;
             break;
         }
-        if !out.is_empty() && !write_out(&mut io, &mut out, stall).await {
-            return;
+        if !out.is_empty() {
+            tokio::task::yield_now().await;
+            if !write_out(&mut io, &mut out, stall).await {
+                return;
+            }
         }
         if (conn.quit || eof) && queue.is_empty() {
             break;
@@ -432,7 +447,11 @@ pub async fn connection<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, s: &Shar
             Some(a) = queue.answers.next(), if !queue.is_empty() => queue.encode(s, a, &mut out),
             r = io.read_buf(&mut input.buf), if reading => match r {
                 Ok(0) => eof = true,
-                Ok(_) => {}
+                Ok(_) => {
+                    if let Some(sp) = spinner {
+                        sp.kick();
+                    }
+                }
                 Err(_) => return,
             },
         }
