@@ -28,30 +28,14 @@ fi
 server_cpu=(); client_cpu=()
 if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
 
-read -r -a targets <<<"$TARGETS"
-want_redis=0; want_node=0
-for t in "${targets[@]}"; do
-  case "$t" in
-    redis) want_redis=1 ;;
-    ringcache) want_node=1 ;;
-    *) echo "TARGETS: unknown target '$t' (known: redis ringcache)" >&2; exit 2 ;;
-  esac
-done
-if [ $((want_redis + want_node)) = 0 ]; then echo "TARGETS is empty" >&2; exit 2; fi
-for tool in redis-server redis-cli; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "$tool missing: apt-get update && apt-get install -y redis-server redis-tools" >&2
-    exit 1
-  fi
-done
+source bench/resp-common.sh
+parse_targets redis-server redis-cli
 
 if [ "$want_node" = 1 ] && [ -z "$NODE_BIN" ]; then
   cargo build --release -q -p ringcache-node --bin ringcache-node
   NODE_BIN=target/release/ringcache-node
 fi
 
-# Server processes, their cleanup, and readiness (shared with the other RESP benchmark).
-source bench/resp-common.sh
 rss_kb() { # pid
   awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"
 }

@@ -1,7 +1,28 @@
-# Sourced by bench/resp-bench.sh and bench/memory-bench.sh (from the repository root): the
-# processes they start (killed on exit, by PID), a scratch directory for logs, and waiting for a
-# RESP server to answer.
+# Sourced by bench/resp-bench.sh and bench/memory-bench.sh (from the repository root): which
+# targets to run, the processes they start (killed on exit, by PID), a scratch directory for
+# logs, and waiting for a RESP server to answer.
 # shellcheck shell=bash
+
+# TARGETS ("redis ringcache") into want_redis / want_node; the tools named in "$@" must exist.
+parse_targets() {
+  read -r -a targets <<<"$TARGETS"
+  want_redis=0; want_node=0
+  for t in "${targets[@]}"; do
+    case "$t" in
+      redis) want_redis=1 ;;
+      ringcache) want_node=1 ;;
+      *) echo "TARGETS: unknown target '$t' (known: redis ringcache)" >&2; exit 2 ;;
+    esac
+  done
+  if [ $((want_redis + want_node)) = 0 ]; then echo "TARGETS is empty" >&2; exit 2; fi
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null; then
+      echo "$tool missing: apt-get update && apt-get install -y redis-server redis-tools" >&2
+      exit 1
+    fi
+  done
+}
+
 PIDS=()
 TMP=$(mktemp -d)
 cleanup() {

@@ -119,6 +119,18 @@ impl Shared {
     }
 }
 
+/// A writer's next operation: one of its `keys` keys (`{writer}-k{n}`), deleted one time in
+/// five, otherwise written with a value naming the key and `seq`.
+fn next_op(rng: &mut Rng, writer: &str, keys: usize, seq: u64, pad: &str) -> (String, Op) {
+    let key = format!("{writer}-k{}", rng.below(keys));
+    let op = if rng.below(10) < 2 {
+        Op::Delete
+    } else {
+        Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
+    };
+    (key, op)
+}
+
 /// Writer `w`: PUT, overwrite and DELETE of its own keys until stopped.
 async fn write(s: Shared, w: usize, writes: WriteCounters) {
     let http = s.endpoints.http();
@@ -129,13 +141,14 @@ async fn write(s: Shared, w: usize, writes: WriteCounters) {
         let Some(ep) = s.endpoints.pick(&mut rng).await else {
             continue;
         };
-        let key = format!("w{w}-k{}", rng.below(s.opts.keys_per_writer));
         seq += 1;
-        let op = if rng.below(10) < 2 {
-            Op::Delete
-        } else {
-            Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
-        };
+        let (key, op) = next_op(
+            &mut rng,
+            &format!("w{w}"),
+            s.opts.keys_per_writer,
+            seq,
+            &pad,
+        );
         let issued = s.checker.issue(&key, op.clone());
         let url = format!("{ep}/v1/keys/{key}");
         let req = match op {
@@ -183,13 +196,14 @@ async fn write_resp(s: Shared, w: usize, writes: WriteCounters) {
             }
             continue;
         };
-        let key = format!("r{w}-k{}", rng.below(s.opts.keys_per_writer));
         seq += 1;
-        let op = if rng.below(10) < 2 {
-            Op::Delete
-        } else {
-            Op::Put(format!("{key}:{seq}:{pad}").into_bytes())
-        };
+        let (key, op) = next_op(
+            &mut rng,
+            &format!("r{w}"),
+            s.opts.keys_per_writer,
+            seq,
+            &pad,
+        );
         let issued = s.checker.issue(&key, op.clone());
         let args: Vec<&[u8]> = match &op {
             Op::Put(v) => vec![b"SET", key.as_bytes(), v],
