@@ -5,7 +5,8 @@
 //!
 //! They travel between nodes as JSON (`POST /internal/v1/op`), values in base64.
 
-use crate::engine::{Change, Current, Engine, EngineError, Record};
+use crate::engine::update::{Change, Current};
+use crate::engine::{Engine, EngineError, Record};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -297,14 +298,14 @@ mod b64_opt {
 
     pub fn serialize<S: Serializer>(b: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
         match b {
-            Some(b) => super::b64::serialize(b, s),
+            Some(b) => crate::cluster::ops::b64::serialize(b, s),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
         #[derive(Deserialize)]
-        struct W(#[serde(with = "super::b64")] Bytes);
+        struct W(#[serde(with = "crate::cluster::ops::b64")] Bytes);
         Ok(Option::<W>::deserialize(d)?.map(|W(b)| b))
     }
 }

@@ -14,12 +14,11 @@
 mod block;
 mod entry;
 pub mod hlc;
-mod update;
+pub mod update;
 
 use block::{Block, Meta};
 pub use entry::{ENTRY_OVERHEAD, Record, entry_size};
 pub use hlc::Hlc;
-pub use update::{Change, Current};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
