@@ -1559,11 +1559,9 @@ fn resp_model() {
         (vec(resp_op(), 1..40), vec(1usize..200, 1..5)),
         |(ops, sizes)| {
             // Each case starts from an empty store.
-            n.rt.block_on(async {
-                for p in 0..n.state.engine.partitions() {
-                    n.state.engine.drop_partition(p).unwrap();
-                }
-            });
+            for p in 0..n.state.engine.partitions() {
+                n.state.engine.drop_partition(p).unwrap();
+            }
             let mut model = HashMap::new();
             let mut wire = Vec::new();
             let mut expected = Vec::new();

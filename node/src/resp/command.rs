@@ -353,15 +353,39 @@ fn check_values(
     for i in at {
         let size = args.get(i).len();
         if size as u64 > max {
-            return Err(fail(
-                x,
-                &format!(
-                    "ERR argument of {size} bytes is larger than maxValueSize ({max} bytes): nothing was done"
-                ),
-            ));
+            return Err(fail(x, &too_large(size, max)));
         }
     }
     Ok(())
+}
+
+/// The answer to an argument over `maxValueSize` (from the parser or a command).
+pub fn too_large(size: usize, max: u64) -> String {
+    format!(
+        "ERR argument of {size} bytes is larger than maxValueSize ({max} bytes): nothing was done"
+    )
+}
+
+/// A plain write of `value`: HTTP's `PUT`, which any write owner coordinates.
+async fn write(
+    s: SharedNode,
+    k: Bytes,
+    value: Bytes,
+    ttl_ms: Option<u64>,
+) -> Result<(), ClusterError> {
+    let w = cluster::Write {
+        value: Some(value),
+        ttl_ms,
+    };
+    cluster::write(&s, &k, w, &ORIGIN).await
+}
+
+/// [`write`], answered `+OK`.
+async fn put(s: SharedNode, k: Bytes, value: Bytes, ttl_ms: Option<u64>) -> Answer {
+    match write(s, k, value, ttl_ms).await {
+        Ok(()) => Answer::Ok,
+        Err(e) => failed(e),
+    }
 }
 
 /// Commands arrive from clients: they may be forwarded.
@@ -483,20 +507,9 @@ fn set(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     }
     let value = key(args, 2);
     let k = key(args, 1);
-    let s = x.s.clone();
     let plain = cond == Cond::Always && !get && (expiry == Expiry::Clear || relative_ms.is_some());
     if plain {
-        // A plain SET is HTTP's PUT: any write owner coordinates it.
-        return later(x, async move {
-            let w = cluster::Write {
-                value: Some(value),
-                ttl_ms: relative_ms,
-            };
-            match cluster::write(&s, &k, w, &ORIGIN).await {
-                Ok(()) => Answer::Ok,
-                Err(e) => failed(e),
-            }
-        });
+        return later(x, put(x.s.clone(), k, value, relative_ms));
     }
     let op = KeyOp::Set {
         value,
@@ -520,16 +533,7 @@ fn set_ex(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64) -> Reply {
         return r;
     }
     let (s, k, value) = (x.s.clone(), key(args, 1), key(args, 3));
-    later(x, async move {
-        let w = cluster::Write {
-            value: Some(value),
-            ttl_ms: Some(at - now),
-        };
-        match cluster::write(&s, &k, w, &ORIGIN).await {
-            Ok(()) => Answer::Ok,
-            Err(e) => failed(e),
-        }
-    })
+    later(x, put(s, k, value, Some(at - now)))
 }
 
 fn setnx(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
@@ -678,16 +682,10 @@ fn mset(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let keys: Vec<Bytes> = firsts.iter().map(|&i| key(args, i)).collect();
     let values: Vec<Bytes> = firsts.iter().map(|&i| key(args, i + 1)).collect();
     later(x, async move {
-        let writes = keys.into_iter().zip(values).map(|(k, v)| {
-            let s = s.clone();
-            async move {
-                let w = cluster::Write {
-                    value: Some(v),
-                    ttl_ms: None,
-                };
-                cluster::write(&s, &k, w, &ORIGIN).await
-            }
-        });
+        let writes = keys
+            .into_iter()
+            .zip(values)
+            .map(|(k, v)| write(s.clone(), k, v, None));
         match bounded(writes).await {
             Ok(_) => Answer::Ok,
             Err(e) => failed(e),

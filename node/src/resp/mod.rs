@@ -99,6 +99,16 @@ struct Input {
     drawn: usize,
 }
 
+impl Default for Input {
+    fn default() -> Input {
+        Input {
+            buf: BytesMut::with_capacity(16 << 10),
+            draws: Vec::new(),
+            drawn: 0,
+        }
+    }
+}
+
 impl Input {
     /// Room for at least `want` more bytes in all, drawing on the budget past the base.
     async fn reserve(&mut self, s: &SharedNode, want: usize) -> Result<(), String> {
@@ -126,9 +136,7 @@ impl Input {
     /// is left past the consumed bytes, so a draw is what says the buffer grew.)
     fn shrink(&mut self) {
         if self.buf.is_empty() && (self.drawn > 0 || self.buf.capacity() > BASE_BUFFER) {
-            self.buf = BytesMut::with_capacity(16 << 10);
-            self.draws.clear();
-            self.drawn = 0;
+            *self = Input::default();
         }
     }
 }
@@ -281,11 +289,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
         max_inline: BASE_BUFFER,
     };
     let stall = s.pull_idle_timeout;
-    let mut input = Input {
-        buf: BytesMut::with_capacity(16 << 10),
-        draws: Vec::new(),
-        drawn: 0,
-    };
+    let mut input = Input::default();
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut ranges = Vec::with_capacity(8);
     let mut parts: Vec<u32> = Vec::with_capacity(8);
@@ -339,13 +343,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
                     size,
                 } => {
                     let mut msg = Vec::new();
-                    reply::error(
-                        &mut msg,
-                        &format!(
-                            "ERR argument of {size} bytes is larger than maxValueSize ({} bytes): nothing was done",
-                            s.max_value_size
-                        ),
-                    );
+                    reply::error(&mut msg, &command::too_large(size, s.max_value_size));
                     s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
                     if queue.is_empty() {
                         out.extend_from_slice(&msg);
