@@ -14,6 +14,9 @@ pub enum E2eError {
         after: Duration,
         last: String,
     },
+    /// One request that got no answer in time (the API server's or a node's).
+    #[error("{what}: no answer within {after:?}")]
+    NoAnswer { what: String, after: Duration },
     #[error("{method} {path} answered {status}: {body}")]
     Http {
         method: String,

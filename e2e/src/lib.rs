@@ -7,10 +7,16 @@
 //! without Kubernetes.
 //!
 //! The library half is split into pure parts that unit tests cover without any cluster
-//! ([`resource`], [`status`], [`paths`], [`keys`], [`resp`], and [`checker`], which the cluster simulation
-//! shares) and the I/O parts ([`harness`], [`nodes`]).
+//! ([`resource`], [`status`], [`paths`], [`keys`], [`resp`], the rollout predicate in [`rollout`],
+//! the answer classification in [`nodes`], and [`checker`], which the cluster simulation shares)
+//! and the I/O parts ([`harness`], [`nodes`], [`load`], [`diagnostics`]).
+//!
+//! Every request has a deadline ([`harness::API_TIMEOUT`], [`nodes::NODE_TIMEOUT`]) and every
+//! wait both a deadline and a progress line at least every [`harness::PROGRESS_EVERY`]; a failed
+//! scenario prints its namespace's objects, Events and the node and operator logs.
 
 pub mod checker;
+pub mod diagnostics;
 pub mod error;
 pub mod harness;
 pub mod keys;
@@ -19,7 +25,8 @@ pub mod nodes;
 pub mod paths;
 pub mod resource;
 pub mod resp;
+pub mod rollout;
 pub mod status;
 
 pub use error::E2eError;
-pub use harness::{Ctx, SKIPPED, run};
+pub use harness::{Ctx, Probe, SKIPPED, run};

@@ -23,6 +23,16 @@ pub fn owned_labels(cluster: &str) -> [(&'static str, String); 3] {
     ]
 }
 
+/// Label selector of the operator's pods, wherever the chart installed it (the chart's
+/// `ringcache.operatorSelectorLabels` without the release name, which the suite does not know).
+pub const OPERATOR_SELECTOR: &str =
+    "app.kubernetes.io/name=ringcache,app.kubernetes.io/component=operator";
+
+/// Label selector of the node pods of CacheCluster `cluster` (the StatefulSet's selector).
+pub fn node_pod_selector(cluster: &str) -> String {
+    format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=node")
+}
+
 pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
 }
@@ -77,6 +87,15 @@ pub fn cache_cluster(name: &str, spec: Value) -> DynamicObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selectors_name_the_component_and_the_cluster() {
+        assert_eq!(
+            node_pod_selector("demo"),
+            "app.kubernetes.io/instance=demo,app.kubernetes.io/component=node"
+        );
+        assert!(OPERATOR_SELECTOR.contains("app.kubernetes.io/component=operator"));
+    }
 
     #[test]
     fn api_resource_is_the_design_gvk() {

@@ -2,8 +2,14 @@
 //! byte stream (a port-forward to a pod's `redis` port), replies read one at a time. The
 //! encoding and reply reading are pure and unit-tested; the scenarios supply the stream.
 
+use std::time::Duration;
+
 use crate::E2eError;
+use crate::harness::within;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The longest one command may take, through the port-forward to the pod and back.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A reply, as far as the scenarios look at one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +87,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Sends one command and reads its reply.
+    /// Sends one command and reads its reply, within [`CALL_TIMEOUT`].
     pub async fn call(&mut self, args: &[&[u8]]) -> Result<Reply, E2eError> {
+        let what = format!(
+            "RESP {}",
+            String::from_utf8_lossy(args.first().copied().unwrap_or_default())
+        );
+        within(CALL_TIMEOUT, &what, self.exchange(args)).await
+    }
+
+    async fn exchange(&mut self, args: &[&[u8]]) -> Result<Reply, E2eError> {
         self.stream
             .write_all(&encode(args))
             .await

@@ -1,5 +1,5 @@
 //! Reading a CacheCluster's status (DESIGN.md: phase, replicas, readyReplicas, ringEpoch, members,
-//! migration, conditions with observedGeneration) out of its JSON.
+//! migration, observedGeneration, conditions with observedGeneration) out of its JSON.
 
 use serde_json::Value;
 
@@ -10,6 +10,45 @@ pub struct Migration {
     pub to_replicas: u64,
     pub partitions_done: u64,
     pub partitions_total: u64,
+    pub bytes_moved: u64,
+    pub started: Option<String>,
+    /// Set when the migration committed; the operator keeps the last migration in status until the
+    /// next one starts, so this is readable after the fact however fast the migration was.
+    pub finished: Option<String>,
+}
+
+impl Migration {
+    /// Why this is not the record of a completed `from`→`to` migration (`None`: it is).
+    pub fn incomplete_for(&self, from: u64, to: u64) -> Option<String> {
+        if (self.from_replicas, self.to_replicas) != (from, to) {
+            return Some(format!(
+                "it records {}→{}, not {from}→{to}",
+                self.from_replicas, self.to_replicas
+            ));
+        }
+        if self.finished.is_none() {
+            return Some("finished is not set".into());
+        }
+        if self.partitions_total == 0 {
+            return Some("partitionsTotal is 0: no partition was counted as moved".into());
+        }
+        if self.partitions_done != self.partitions_total {
+            return Some(format!(
+                "partitionsDone {} != partitionsTotal {}",
+                self.partitions_done, self.partitions_total
+            ));
+        }
+        None
+    }
+}
+
+/// One entry of `status.members`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub state: String,
+    /// The node process the operator vouches for (a fresh id per process start).
+    pub incarnation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,14 +59,20 @@ pub struct Status {
     pub replicas: u64,
     pub ready_replicas: u64,
     pub ring_epoch: u64,
-    pub members: Vec<(String, String)>,
+    pub members: Vec<Member>,
     pub migration: Option<Migration>,
+    /// `status.observedGeneration`: the generation the operator last reconciled.
+    pub observed_generation: Option<i64>,
     /// `(status, observedGeneration)` of the `Ready` condition.
     pub ready_condition: Option<(String, i64)>,
 }
 
 fn u(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
 impl Status {
@@ -40,10 +85,10 @@ impl Status {
             .and_then(Value::as_array)
             .map(|ms| {
                 ms.iter()
-                    .map(|m| {
-                        let s =
-                            |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                        (s("id"), s("state"))
+                    .map(|m| Member {
+                        id: text(m, "id").unwrap_or_default(),
+                        state: text(m, "state").unwrap_or_default(),
+                        incarnation: text(m, "incarnation"),
                     })
                     .collect()
             })
@@ -56,6 +101,9 @@ impl Status {
                 to_replicas: u(m, "toReplicas"),
                 partitions_done: u(m, "partitionsDone"),
                 partitions_total: u(m, "partitionsTotal"),
+                bytes_moved: u(m, "bytesMoved"),
+                started: text(m, "started"),
+                finished: text(m, "finished"),
             });
         let ready_condition = status
             .get("conditions")
@@ -66,10 +114,7 @@ impl Status {
             })
             .map(|c| {
                 (
-                    c.get("status")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
+                    text(c, "status").unwrap_or_default(),
                     c.get("observedGeneration")
                         .and_then(Value::as_i64)
                         .unwrap_or(0),
@@ -84,15 +129,13 @@ impl Status {
                 .pointer("/spec/replicas")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
-            phase: status
-                .get("phase")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            phase: text(&status, "phase"),
             replicas: u(&status, "replicas"),
             ready_replicas: u(&status, "readyReplicas"),
             ring_epoch: u(&status, "ringEpoch"),
             members,
             migration,
+            observed_generation: status.get("observedGeneration").and_then(Value::as_i64),
             ready_condition,
         }
     }
@@ -107,7 +150,28 @@ impl Status {
             && self.ready_replicas == self.spec_replicas
             && self.replicas == self.spec_replicas
             && self.members.len() as u64 == self.spec_replicas
-            && self.members.iter().all(|(_, state)| state == "up")
+            && self.members.iter().all(|m| m.state == "up")
+    }
+
+    /// Why `status.migration` is not the record of a completed `from`→`to` migration (`None`: it
+    /// is). The operator commits a migration before it reports Ready and keeps the record until
+    /// the next migration starts, so a Ready status after a scale must carry it, however fast the
+    /// migration was: this reads it after the fact instead of sampling it while it runs.
+    pub fn migration_incomplete(&self, from: u64, to: u64) -> Option<String> {
+        match &self.migration {
+            None => Some("there is no status.migration".into()),
+            Some(m) => m
+                .incomplete_for(from, to)
+                .map(|why| format!("status.migration {m:?}: {why}")),
+        }
+    }
+
+    /// The incarnation status records for member `id` (`None`: no such member, or none recorded).
+    pub fn incarnation_of(&self, id: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.incarnation.as_deref())
     }
 
     /// One line for timeouts and progress output.
@@ -115,11 +179,13 @@ impl Status {
         let members: Vec<String> = self
             .members
             .iter()
-            .map(|(id, s)| format!("{id}={s}"))
+            .map(|m| format!("{}={}", m.id, m.state))
             .collect();
         format!(
-            "gen={} phase={} replicas={}/{} ready={} epoch={} members=[{}] migration={:?} ready_condition={:?}",
+            "gen={} observedGen={} phase={} replicas={}/{} ready={} epoch={} members=[{}] migration={:?} ready_condition={:?}",
             self.generation,
+            self.observed_generation
+                .map_or_else(|| "-".to_string(), |g| g.to_string()),
             self.phase.as_deref().unwrap_or("-"),
             self.replicas,
             self.spec_replicas,
@@ -192,7 +258,8 @@ mod tests {
         let mut obj = ready_obj(1, 1);
         obj["status"]["migration"] = json!({
             "fromReplicas": 3, "toReplicas": 5, "epoch": 9,
-            "partitionsDone": 10, "partitionsTotal": 40, "bytesMoved": 1234
+            "partitionsDone": 10, "partitionsTotal": 40, "bytesMoved": 1234,
+            "started": "2030-01-01T00:00:00Z"
         });
         let m = Status::of(&obj).migration;
         assert_eq!(
@@ -201,8 +268,73 @@ mod tests {
                 from_replicas: 3,
                 to_replicas: 5,
                 partitions_done: 10,
-                partitions_total: 40
+                partitions_total: 40,
+                bytes_moved: 1234,
+                started: Some("2030-01-01T00:00:00Z".into()),
+                finished: None,
             })
         );
+    }
+
+    fn finished_3_to_5() -> Migration {
+        Migration {
+            from_replicas: 3,
+            to_replicas: 5,
+            partitions_done: 410,
+            partitions_total: 410,
+            bytes_moved: 9_000,
+            started: Some("2030-01-01T00:00:00Z".into()),
+            finished: Some("2030-01-01T00:00:04Z".into()),
+        }
+    }
+
+    #[test]
+    fn a_finished_migration_with_every_partition_done_is_complete() {
+        assert_eq!(finished_3_to_5().incomplete_for(3, 5), None);
+    }
+
+    #[test]
+    fn a_status_without_a_migration_record_has_no_completed_migration() {
+        let mut obj = ready_obj(1, 1);
+        assert!(Status::of(&obj).migration_incomplete(3, 5).is_some());
+        obj["status"]["migration"] = json!({
+            "fromReplicas": 3, "toReplicas": 5, "partitionsDone": 8, "partitionsTotal": 8,
+            "bytesMoved": 10, "started": "2030-01-01T00:00:00Z", "finished": "2030-01-01T00:00:01Z"
+        });
+        assert_eq!(Status::of(&obj).migration_incomplete(3, 5), None);
+    }
+
+    #[test]
+    fn a_migration_record_is_incomplete_unless_every_part_matches() {
+        let m = finished_3_to_5();
+        assert!(m.incomplete_for(5, 2).is_some(), "other replica counts");
+        let running = Migration {
+            finished: None,
+            ..m.clone()
+        };
+        assert!(running.incomplete_for(3, 5).is_some(), "not finished");
+        let empty = Migration {
+            partitions_done: 0,
+            partitions_total: 0,
+            ..m.clone()
+        };
+        assert!(empty.incomplete_for(3, 5).is_some(), "nothing counted");
+        let partial = Migration {
+            partitions_done: 409,
+            ..m
+        };
+        assert!(partial.incomplete_for(3, 5).is_some(), "a partition short");
+    }
+
+    #[test]
+    fn members_incarnations_and_observed_generation_are_read() {
+        let mut obj = ready_obj(2, 2);
+        obj["status"]["observedGeneration"] = json!(2);
+        obj["status"]["members"][0]["incarnation"] = json!("inc-a");
+        let s = Status::of(&obj);
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.incarnation_of("demo-0"), Some("inc-a"));
+        assert_eq!(s.incarnation_of("demo-1"), None);
+        assert_eq!(s.incarnation_of("nobody"), None);
     }
 }

@@ -11,20 +11,24 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use ringcache_e2e::error::ensure;
-use ringcache_e2e::harness::poll;
+use ringcache_e2e::harness::{poll, timed};
+use ringcache_e2e::load::WriteCounters;
 use ringcache_e2e::nodes::{self, Target, describe_failures};
 use ringcache_e2e::resource::{ClusterSpec, cache_cluster, owned_labels};
 use ringcache_e2e::status::{Migration, Status};
-use ringcache_e2e::{Ctx, E2eError, keys, resp, run};
+use ringcache_e2e::{Ctx, E2eError, Probe, keys, resp, run};
 use serde_json::json;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const CONCURRENCY: usize = 32;
 
 async fn create(ctx: &Ctx, name: &str, spec: &ClusterSpec) -> Result<(), E2eError> {
-    ctx.cache_clusters()
-        .create(&PostParams::default(), &cache_cluster(name, spec.to_json()))
-        .await?;
+    timed(
+        &format!("create CacheCluster {}/{name}", ctx.ns),
+        ctx.cache_clusters()
+            .create(&PostParams::default(), &cache_cluster(name, spec.to_json())),
+    )
+    .await?;
     Ok(())
 }
 
@@ -46,23 +50,27 @@ fn pod(ctx: &Ctx, name: &str) -> Target {
 
 /// `kubectl scale cachecluster/NAME --replicas=N`: through the scale subresource.
 async fn scale(ctx: &Ctx, name: &str, replicas: u32) -> Result<(), E2eError> {
-    ctx.cache_clusters()
-        .patch_scale(
+    timed(
+        &format!("scale CacheCluster {}/{name} to {replicas}", ctx.ns),
+        ctx.cache_clusters().patch_scale(
             name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok(())
 }
 
 /// Writes fresh keys through the Service until stopped; returns the indices whose write was
-/// acknowledged and how many were not (after retries).
+/// acknowledged and how many were not (after retries). `attempts` counts every attempt by who
+/// answered it, so refusals a retry papered over still show.
 fn spawn_writer(
     ctx: &Ctx,
     name: &str,
     set: &'static str,
     stop: Arc<AtomicBool>,
+    attempts: WriteCounters,
 ) -> tokio::task::JoinHandle<(Vec<usize>, usize)> {
     let client = ctx.client.clone();
     let target = service(ctx, name);
@@ -71,7 +79,10 @@ fn spawn_writer(
         let mut i = 0usize;
         while !stop.load(Ordering::Relaxed) {
             let k = keys::key(set, i);
-            match nodes::put(&client, &target, &k, &keys::value(&k, 1), 5).await {
+            let mut observe = |o| attempts.record_outcome(o, || format!("PUT {k}"));
+            match nodes::put_observed(&client, &target, &k, &keys::value(&k, 1), 5, &mut observe)
+                .await
+            {
                 Ok(()) => acked.push(i),
                 Err(e) => {
                     failed += 1;
@@ -95,11 +106,14 @@ async fn scale_and_check(
 ) -> Result<(), E2eError> {
     let before = ctx.status(name).await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(ctx, name, live_set, stop.clone());
+    let attempts = WriteCounters::default();
+    let writer = spawn_writer(ctx, name, live_set, stop.clone(), attempts.clone());
 
     scale(ctx, name, to).await?;
     // status.migration shows the running migration and, after the commit, the finished one (with
-    // `finished` set) until the next starts; every state seen on the way is recorded.
+    // `finished` set) until the next starts; every state seen on the way is recorded, and the
+    // finished record is checked after the fact below (a fast migration may never be sampled
+    // while it runs).
     let mut seen: Vec<Migration> = Vec::new();
     let after = ctx
         .wait_ready(name, READY_TIMEOUT, |s: &Status| {
@@ -117,12 +131,13 @@ async fn scale_and_check(
     let after = after?;
     println!(
         "[{}] scaled {}→{to}: epoch {}→{}, migration states seen {seen:?}, \
-         live writes acked {} unacked {unacked}",
+         live writes acked {} unacked {unacked}; every attempt: {}",
         ctx.ns,
         before.spec_replicas,
         before.ring_epoch,
         after.ring_epoch,
-        acked.len()
+        acked.len(),
+        attempts.stats()
     );
     ensure(after.ring_epoch > before.ring_epoch, || {
         format!(
@@ -130,16 +145,17 @@ async fn scale_and_check(
             before.ring_epoch, after.ring_epoch
         )
     })?;
-    ensure(
-        seen.iter()
-            .any(|m| m.to_replicas == u64::from(to) && m.from_replicas == before.spec_replicas),
-        || {
-            format!(
-                "status.migration never showed {}→{to}",
-                before.spec_replicas
-            )
-        },
-    )?;
+    // Read after the fact, from the Ready status itself.
+    println!(
+        "[{}] status.migration once Ready: {:?}",
+        ctx.ns, after.migration
+    );
+    if let Some(why) = after.migration_incomplete(before.spec_replicas, u64::from(to)) {
+        return Err(E2eError::check(format!(
+            "scale {}→{to} reached Ready, but {why}",
+            before.spec_replicas
+        )));
+    }
     ensure(
         seen.iter().all(|m| m.partitions_done <= m.partitions_total),
         || format!("migration progress beyond its total: {seen:?}"),
@@ -180,10 +196,13 @@ async fn scale_and_check(
         Duration::from_secs(120),
         Duration::from_millis(500),
         || async {
-            let s = sts.get(name).await?;
-            let want = s.spec.as_ref().and_then(|s| s.replicas) == Some(to as i32);
-            let have = s.status.as_ref().map(|s| s.replicas) == Some(to as i32);
-            Ok((want && have).then_some(()))
+            let s = timed(&format!("GET StatefulSet {name}"), sts.get(name)).await?;
+            let want = s.spec.as_ref().and_then(|s| s.replicas);
+            let have = s.status.as_ref().map(|s| s.replicas);
+            Ok(Probe::done_if(
+                want == Some(to as i32) && have == Some(to as i32),
+                || format!("spec.replicas {want:?}, status.replicas {have:?}, want {to}"),
+            ))
         },
     )
     .await
@@ -222,7 +241,10 @@ fn deleting_a_pod_keeps_serving_and_it_recovers() {
 
         let pods: Api<Pod> = ctx.api();
         let victim = format!("{name}-1");
-        let old_uid = pods.get(&victim).await?.uid().unwrap_or_default();
+        let old_uid = timed(&format!("GET pod {victim}"), pods.get(&victim))
+            .await?
+            .uid()
+            .unwrap_or_default();
 
         // Readers run through the pod's disappearance and return; each read may retry transient
         // errors briefly (a client would), but every key must come back with its value.
@@ -244,22 +266,29 @@ fn deleting_a_pod_keeps_serving_and_it_recovers() {
             })
         };
 
-        pods.delete(&victim, &DeleteParams::default()).await?;
+        timed(
+            &format!("delete pod {victim}"),
+            pods.delete(&victim, &DeleteParams::default()),
+        )
+        .await?;
         poll(
             "the deleted pod to be replaced",
             Duration::from_secs(120),
             Duration::from_millis(500),
             || async {
-                let p = pods.get_opt(&victim).await?;
-                Ok(p.filter(|p| p.uid().unwrap_or_default() != old_uid)
-                    .map(|_| ()))
+                let p = timed(&format!("GET pod {victim}"), pods.get_opt(&victim)).await?;
+                let uid = p.and_then(|p| p.uid());
+                Ok(Probe::done_if(
+                    uid.as_ref().is_some_and(|u| *u != old_uid),
+                    || format!("pod UID {uid:?} (was {old_uid})"),
+                ))
             },
         )
         .await?;
         let mut saw_not_up = false;
         let ready = ctx
             .wait_ready(name, READY_TIMEOUT, |s: &Status| {
-                saw_not_up |= s.members.iter().any(|(id, st)| *id == victim && st != "up");
+                saw_not_up |= s.members.iter().any(|m| m.id == victim && m.state != "up");
             })
             .await;
         stop.store(true, Ordering::Relaxed);
@@ -297,10 +326,10 @@ fn deleting_a_pod_keeps_serving_and_it_recovers() {
 /// The API server (schema + CEL), not the operator, must refuse these.
 fn expect_invalid(
     what: &str,
-    result: Result<impl std::fmt::Debug, kube::Error>,
+    result: Result<impl std::fmt::Debug, E2eError>,
 ) -> Result<(), E2eError> {
     match result {
-        Err(kube::Error::Api(s)) if s.code == 422 => {
+        Err(E2eError::Kube(kube::Error::Api(s))) if s.code == 422 => {
             println!("{what}: rejected as expected: {}", s.message);
             Ok(())
         }
@@ -315,46 +344,47 @@ fn invalid_cache_clusters_are_rejected_by_the_api_server() {
     run("invalid", |ctx| async move {
         let api = ctx.cache_clusters();
         let pp = PostParams::default();
+        let create = |name: &'static str, spec: serde_json::Value| {
+            let (api, pp) = (api.clone(), pp.clone());
+            async move {
+                timed(
+                    &format!("create CacheCluster {name}"),
+                    api.create(&pp, &cache_cluster(name, spec)),
+                )
+                .await
+            }
+        };
         expect_invalid(
             "replicationFactor > replicas",
-            api.create(
-                &pp,
-                &cache_cluster("rf-too-big", json!({"replicas": 2, "replicationFactor": 3})),
-            )
-            .await,
+            create("rf-too-big", json!({"replicas": 2, "replicationFactor": 3})).await,
         )?;
         expect_invalid(
             "replicas 0",
-            api.create(&pp, &cache_cluster("no-replicas", json!({"replicas": 0})))
-                .await,
+            create("no-replicas", json!({"replicas": 0})).await,
         )?;
         expect_invalid(
             "unknown eviction policy",
-            api.create(
-                &pp,
-                &cache_cluster("bad-eviction", json!({"replicas": 1, "eviction": "random"})),
-            )
-            .await,
+            create("bad-eviction", json!({"replicas": 1, "eviction": "random"})).await,
         )?;
         // partitions is fixed for a cluster's life.
-        api.create(
-            &pp,
-            &cache_cluster(
-                "fixed",
-                json!({"replicas": 1, "replicationFactor": 1, "partitions": 1024}),
-            ),
+        create(
+            "fixed",
+            json!({"replicas": 1, "replicationFactor": 1, "partitions": 1024}),
         )
         .await?;
         expect_invalid(
             "changing partitions",
-            api.patch(
-                "fixed",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"partitions": 2048}})),
+            timed(
+                "patch CacheCluster fixed",
+                api.patch(
+                    "fixed",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"partitions": 2048}})),
+                ),
             )
             .await,
         )?;
-        let kept = Status::of(&serde_json::to_value(api.get("fixed").await?).unwrap_or_default());
+        let kept = Status::of(&ctx.cache_cluster_json("fixed").await?);
         ensure(kept.generation == 1, || {
             format!(
                 "a rejected patch changed the object: generation {}",
@@ -362,17 +392,16 @@ fn invalid_cache_clusters_are_rejected_by_the_api_server() {
             )
         })?;
         // The scale subresource honours the same rule.
-        api.create(
-            &pp,
-            &cache_cluster("rf2", json!({"replicas": 2, "replicationFactor": 2})),
-        )
-        .await?;
+        create("rf2", json!({"replicas": 2, "replicationFactor": 2})).await?;
         expect_invalid(
             "scale below replicationFactor",
-            api.patch_scale(
-                "rf2",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 1}})),
+            timed(
+                "scale CacheCluster rf2",
+                api.patch_scale(
+                    "rf2",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"replicas": 1}})),
+                ),
             )
             .await,
         )
@@ -393,8 +422,7 @@ where
         .rsplit("::")
         .next()
         .unwrap_or("object");
-    let obj = api
-        .get_opt(name)
+    let obj = timed(&format!("GET {kind} {name}"), api.get_opt(name))
         .await?
         .ok_or_else(|| E2eError::check(format!("{kind} {name} does not exist")))?;
     let owned = obj
@@ -420,7 +448,9 @@ async fn gone<K>(api: &Api<K>, name: &str) -> Result<bool, E2eError>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    Ok(api.get_opt(name).await?.is_none())
+    Ok(timed(&format!("GET {name}"), api.get_opt(name))
+        .await?
+        .is_none())
 }
 
 #[test]
@@ -434,12 +464,13 @@ fn deleting_the_cache_cluster_garbage_collects_what_it_owned() {
         };
         create(&ctx, name, &spec).await?;
         ctx.wait_ready(name, READY_TIMEOUT, |_| {}).await?;
-        let uid = ctx
-            .cache_clusters()
-            .get(name)
-            .await?
-            .uid()
-            .unwrap_or_default();
+        let uid = timed(
+            &format!("GET CacheCluster {name}"),
+            ctx.cache_clusters().get(name),
+        )
+        .await?
+        .uid()
+        .unwrap_or_default();
 
         let sts: Api<StatefulSet> = ctx.api();
         let svc: Api<Service> = ctx.api();
@@ -457,24 +488,34 @@ fn deleting_the_cache_cluster_garbage_collects_what_it_owned() {
         check_owned(&sec, &internal, &uid, name).await?;
         check_owned(&pdb, name, &uid, name).await?;
 
-        ctx.cache_clusters()
-            .delete(name, &DeleteParams::background())
-            .await?;
+        timed(
+            &format!("delete CacheCluster {name}"),
+            ctx.cache_clusters()
+                .delete(name, &DeleteParams::background()),
+        )
+        .await?;
         let pod0 = format!("{name}-0");
         poll(
             "every owned object to be garbage-collected",
             Duration::from_secs(180),
             Duration::from_secs(1),
             || async {
-                let all_gone = gone(&ctx.cache_clusters(), name).await?
-                    && gone(&sts, name).await?
-                    && gone(&svc, name).await?
-                    && gone(&svc, &peers).await?
-                    && gone(&cm, &ring).await?
-                    && gone(&sec, &internal).await?
-                    && gone(&pdb, name).await?
-                    && gone(&pods, &pod0).await?;
-                Ok(all_gone.then_some(()))
+                let left: Vec<&str> = [
+                    ("CacheCluster", !gone(&ctx.cache_clusters(), name).await?),
+                    ("StatefulSet", !gone(&sts, name).await?),
+                    ("Service", !gone(&svc, name).await?),
+                    ("peers Service", !gone(&svc, &peers).await?),
+                    ("ring ConfigMap", !gone(&cm, &ring).await?),
+                    ("internal Secret", !gone(&sec, &internal).await?),
+                    ("PodDisruptionBudget", !gone(&pdb, name).await?),
+                    ("pod", !gone(&pods, &pod0).await?),
+                ]
+                .into_iter()
+                .filter_map(|(what, present)| present.then_some(what))
+                .collect();
+                Ok(Probe::done_if(left.is_empty(), || {
+                    format!("still there: {}", left.join(", "))
+                }))
             },
         )
         .await
@@ -493,7 +534,11 @@ async fn redis_conn(
     E2eError,
 > {
     let pods: Api<Pod> = ctx.api();
-    let mut pf = pods.portforward(pod, &[6379]).await?;
+    let mut pf = timed(
+        &format!("port-forward to {pod}:6379"),
+        pods.portforward(pod, &[6379]),
+    )
+    .await?;
     let stream = pf
         .take_stream(6379)
         .ok_or_else(|| E2eError::check(format!("no port-forward stream to {pod}:6379")))?;
@@ -508,8 +553,7 @@ fn redis_clients_reach_every_key_through_any_pod() {
         ctx.wait_ready(name, READY_TIMEOUT, |_| {}).await?;
         // The client Service offers the redis port next to HTTP.
         let svc: Api<Service> = ctx.api();
-        let ports = svc
-            .get(name)
+        let ports = timed(&format!("GET Service {name}"), svc.get(name))
             .await?
             .spec
             .and_then(|s| s.ports)
