@@ -16,7 +16,7 @@ use crate::build::{self, FIELD_MANAGER, Owner};
 use crate::context::{Context, Error};
 use crate::decide::Decision;
 use crate::nodes::NodeTarget;
-use crate::observed::Observed;
+use crate::observed::{Observed, StsObs};
 use crate::types::CacheCluster;
 
 /// What applying a decision did.
@@ -28,6 +28,9 @@ pub struct Applied {
     pub ring_conflict: bool,
     /// Why the StatefulSet was left alone (a change Kubernetes forbids on an existing one).
     pub sts_conflict: Option<String>,
+    /// The StatefulSet as the apply left it: a template changed this pass shows here as a
+    /// generation the controller has not observed yet.
+    pub sts: Option<StsObs>,
 }
 
 pub async fn apply_decision(
@@ -67,7 +70,20 @@ pub async fn apply_decision(
         }
     }
     if let Some(replicas) = decision.sts_replicas {
-        applied.sts_conflict = apply_owned(ctx, owner, cc, obs, replicas).await?;
+        let (conflict, sts) = apply_owned(ctx, owner, cc, obs, replicas).await?;
+        applied.sts_conflict = conflict;
+        applied.sts = sts.as_ref().map(|s| {
+            let after = StsObs::of(s);
+            // An apply answer without status (some servers, the test fixtures) says nothing
+            // about the controller: keep what was observed of it.
+            match (&after.update_revision, &obs.sts) {
+                (None, Some(before)) => StsObs {
+                    generation: after.generation.or(before.generation),
+                    ..before.clone()
+                },
+                _ => after,
+            }
+        });
         if let Some(c) = &applied.sts_conflict {
             warn!(conflict = %c, "StatefulSet not updated");
         }
@@ -135,14 +151,15 @@ async fn push_ring(
 }
 
 /// Applies the Services, StatefulSet and PDB. Returns why the StatefulSet was left alone when
-/// the spec asks for a change Kubernetes forbids on an existing one.
+/// the spec asks for a change Kubernetes forbids on an existing one, and the StatefulSet as
+/// applied.
 async fn apply_owned(
     ctx: &Context,
     owner: &Owner,
     cc: &CacheCluster,
     obs: &Observed,
     replicas: u32,
-) -> Result<Option<String>, Error> {
+) -> Result<(Option<String>, Option<StatefulSet>), Error> {
     let ns = &owner.namespace;
     let client = &ctx.client;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -154,9 +171,10 @@ async fn apply_owned(
         .sts_object
         .as_ref()
         .and_then(|existing| build::immutable_conflict(existing, &desired));
-    if conflict.is_none() {
-        apply(&sets, &desired).await?;
-    }
+    let applied = match conflict {
+        None => Some(apply(&sets, &desired).await?),
+        Some(_) => None,
+    };
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     match build::pod_disruption_budget(owner, cc) {
         Some(pdb) => {
@@ -171,7 +189,7 @@ async fn apply_owned(
             Err(e) => return Err(e.into()),
         },
     }
-    Ok(conflict)
+    Ok((conflict, applied))
 }
 
 /// Server-side apply with our field manager; `force` takes over fields from older managers

@@ -64,14 +64,29 @@ pub enum Action {
     },
     /// Pending table written; target owners are still pulling.
     WaitMigration(Progress),
-    /// Every target owner is done: pending becomes the table.
+    /// Every target owner is done: pending becomes the table. `progress`: the migration's
+    /// totals as the target owners reported them, so that a migration too quick for any pass
+    /// to see it under way still leaves its record in `status.migration`.
     Commit {
         ring: RingDoc,
         from_replicas: u32,
         to_replicas: u32,
+        progress: Progress,
     },
     /// Pods of an older StatefulSet revision remain and every partition has all its replicas
-    /// up: delete this one (the highest ordinal) so the StatefulSet recreates it.
+    /// up: take this member (the highest outdated ordinal) out of the write set first — marked
+    /// `down` in a ring every node gets — so that no peer waits for its acknowledgement or
+    /// routes to it when its pod goes away. Its pod is deleted by a later pass, once every
+    /// other node serves with this ring ([`Action::RestartPod`]).
+    DrainForRestart {
+        ring: RingDoc,
+        pod: String,
+        /// Member pods already at the update revision, and all member pods.
+        updated: u32,
+        total: u32,
+    },
+    /// The member chosen for a restart is out of the write set on every other node: delete its
+    /// pod so the StatefulSet recreates it at the update revision.
     RestartPod {
         pod: String,
         revision: String,
@@ -88,6 +103,10 @@ pub enum Action {
     },
     /// Pods of an older revision remain and restarting one would lose data.
     RolloutBlocked { reason: String },
+    /// The StatefulSet controller has not acted on the current spec yet
+    /// (`status.observedGeneration` behind `metadata.generation`): its revisions and counts
+    /// describe an older template, so whether a rollout is due is not known yet.
+    WaitController { generation: i64, observed: i64 },
     /// Nothing to do.
     Steady,
 }
@@ -104,9 +123,11 @@ impl Action {
             Action::StartMigration { .. } => "start-migration",
             Action::WaitMigration(_) => "wait-migration",
             Action::Commit { .. } => "commit",
+            Action::DrainForRestart { .. } => "drain-for-restart",
             Action::RestartPod { .. } => "restart-pod",
             Action::WaitRollout { .. } => "wait-rollout",
             Action::RolloutBlocked { .. } => "rollout-blocked",
+            Action::WaitController { .. } => "wait-controller",
             Action::Steady => "steady",
         }
     }
@@ -118,7 +139,7 @@ impl Action {
                 ring: Some(ring),
                 ..Writes::default()
             },
-            Action::StartMigration { ring, .. } => Writes {
+            Action::StartMigration { ring, .. } | Action::DrainForRestart { ring, .. } => Writes {
                 ring: Some(ring),
                 ..Writes::default()
             },
@@ -137,6 +158,7 @@ impl Action {
             | Action::WaitMigration(_)
             | Action::WaitRollout { .. }
             | Action::RolloutBlocked { .. }
+            | Action::WaitController { .. }
             | Action::Steady => Writes::default(),
         }
     }
@@ -155,8 +177,10 @@ impl Action {
             | Action::StartMigration { .. }
             | Action::WaitMigration(_)
             | Action::Commit { .. }
+            | Action::DrainForRestart { .. }
             | Action::RestartPod { .. }
-            | Action::WaitRollout { .. } => Requeue::Active,
+            | Action::WaitRollout { .. }
+            | Action::WaitController { .. } => Requeue::Active,
         }
     }
 
@@ -202,6 +226,17 @@ impl Action {
                     waiting.join(", ")
                 ),
             ),
+            Action::DrainForRestart {
+                pod,
+                updated,
+                total,
+                ..
+            } => (
+                "RollingRestart",
+                format!(
+                    "{updated}/{total} members updated; {pod} leaves the write set before its restart"
+                ),
+            ),
             Action::RestartPod {
                 pod,
                 updated,
@@ -210,6 +245,16 @@ impl Action {
             } => (
                 "RollingRestart",
                 format!("{updated}/{total} members updated; restarting {pod}"),
+            ),
+            Action::WaitController {
+                generation,
+                observed,
+            } => (
+                "StatefulSetUpdating",
+                format!(
+                    "waiting for the StatefulSet controller to act on generation {generation} \
+                     (it has observed {observed})"
+                ),
             ),
             Action::WaitRollout {
                 waiting,
@@ -251,7 +296,13 @@ impl Action {
 
     /// A rollout step (a member restarting is progress, not a failure).
     pub fn is_rollout(&self) -> bool {
-        matches!(self, Action::RestartPod { .. } | Action::WaitRollout { .. })
+        matches!(
+            self,
+            Action::DrainForRestart { .. }
+                | Action::RestartPod { .. }
+                | Action::WaitRollout { .. }
+                | Action::WaitController { .. }
+        )
     }
 }
 
@@ -322,7 +373,14 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
         })
     };
 
-    let update = members::next_members(ring, inp.pods, inp.reports);
+    // A member taken out of the write set for its restart stays `down` although its pod still
+    // serves, until the pod is deleted (a later pass, or this one's rollout step).
+    let drained = if ring.pending.is_none() && desired == current && rf == ring.replication_factor {
+        drained_for_restart(inp, ring, spec.persistence)
+    } else {
+        None
+    };
+    let update = members::next_members(ring, inp.pods, inp.reports, drained.as_deref());
     if update.changed {
         return decision(Action::UpdateMembers {
             ring: ringdoc::with_members(ring, update.members)?,
@@ -365,13 +423,14 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
                 ring: ringdoc::commit(ring, &incarnations)?,
                 from_replicas,
                 to_replicas,
+                progress,
             });
         }
         return decision(Action::WaitMigration(progress));
     }
 
     if desired == current && rf == ring.replication_factor {
-        return decision(rollout(inp, ring, spec.persistence));
+        return decision(rollout(inp, ring, spec.persistence)?);
     }
 
     let not_up: Vec<String> = ring
@@ -410,77 +469,141 @@ pub fn decide(inp: &Inputs<'_>) -> Result<Decision, DecideError> {
     })
 }
 
+/// Member pods at the update revision `target`, the ids of member pods at another one, and
+/// the number of member pods.
+fn revisions_of(inp: &Inputs<'_>, ring: &RingDoc, target: &str) -> (u32, Vec<String>, u32) {
+    let mut updated = 0;
+    let mut outdated = Vec::new();
+    for m in &ring.members {
+        match inp.pods.get(&m.id).and_then(|p| p.revision.as_deref()) {
+            Some(r) if r == target => updated += 1,
+            Some(_) => outdated.push(m.id.clone()),
+            None => {}
+        }
+    }
+    (updated, outdated, ring.members.len() as u32)
+}
+
+/// A restart keeps every key only when another replica or the node's volume holds it.
+fn rollout_allowed(ring: &RingDoc, persistence: bool) -> bool {
+    ring.replication_factor >= 2 || persistence
+}
+
+/// The member a rollout has taken out of the write set and not restarted yet: `down` in the
+/// ring while its pod exists (not terminating) on an older revision, every other member up. Held down, it
+/// is restarted next; released (when the template changed back, or another member failed),
+/// it goes through recovery like any member back from `down`, since it missed writes.
+fn drained_for_restart(inp: &Inputs<'_>, ring: &RingDoc, persistence: bool) -> Option<String> {
+    if !rollout_allowed(ring, persistence) {
+        return None;
+    }
+    let target = inp.sts?.trusted_revision()?;
+    let (_, outdated, _) = revisions_of(inp, ring, target);
+    let mut down = ring.members.iter().filter(|m| m.state != MemberState::Up);
+    let m = down.next()?;
+    if down.next().is_some() || !outdated.contains(&m.id) || m.state != MemberState::Down {
+        return None;
+    }
+    // Whatever its readiness says (a node may stop reporting ready once it is out of the
+    // ring): it runs an older template and nothing routes to it, so restarting it is the step.
+    inp.pods
+        .get(&m.id)
+        .is_some_and(|p| !p.terminating)
+        .then(|| m.id.clone())
+}
+
 /// The next step of an operator-driven rollout (StatefulSet `updateStrategy: OnDelete`): pods
 /// whose revision is not the StatefulSet's update revision are restarted one at a time, highest
 /// ordinal first, and only while every member is up, ready and vouched for, no node reports a
-/// stale replica, and every node answered. A restarted member must be back `up` (recovered,
-/// with the new pod's incarnation) before the next goes.
-fn rollout(inp: &Inputs<'_>, ring: &RingDoc, persistence: bool) -> Action {
-    let Some(target) = inp.sts.and_then(|s| s.update_revision.clone()) else {
-        return Action::Steady;
+/// stale replica, and every node answered. Each restart takes two passes: the member leaves the
+/// write set (a ring with it `down`), then, once every other node serves with that ring, its
+/// pod is deleted; so a planned restart refuses no write. A restarted member must be back `up`
+/// (recovered, with the new pod's incarnation) before the next goes. Nothing is judged from
+/// StatefulSet status the controller has not caught up on.
+fn rollout(inp: &Inputs<'_>, ring: &RingDoc, persistence: bool) -> Result<Action, DecideError> {
+    let Some(sts) = inp.sts else {
+        return Ok(Action::Steady);
     };
-    let member_pods: Vec<(&Member, Option<&PodObs>)> = ring
-        .members
-        .iter()
-        .map(|m| (m, inp.pods.get(&m.id)))
-        .collect();
-    let outdated: Vec<&str> = member_pods
-        .iter()
-        .filter(|(_, p)| {
-            p.and_then(|p| p.revision.as_deref())
-                .is_some_and(|r| r != target)
-        })
-        .map(|(m, _)| m.id.as_str())
-        .collect();
-    let total = member_pods.len() as u32;
-    let updated = member_pods
-        .iter()
-        .filter(|(_, p)| p.and_then(|p| p.revision.as_deref()) == Some(target.as_str()))
-        .count() as u32;
-    if outdated.is_empty() {
-        return Action::Steady;
+    if !sts.settled() {
+        return Ok(Action::WaitController {
+            generation: sts.generation.unwrap_or_default(),
+            observed: sts.observed_generation.unwrap_or_default(),
+        });
     }
-    if ring.replication_factor < 2 && !persistence {
-        return Action::RolloutBlocked {
+    let Some(target) = sts.update_revision.clone() else {
+        return Ok(Action::Steady);
+    };
+    let (updated, outdated, total) = revisions_of(inp, ring, &target);
+    if outdated.is_empty() {
+        return Ok(Action::Steady);
+    }
+    if !rollout_allowed(ring, persistence) {
+        return Ok(Action::RolloutBlocked {
             reason: format!(
                 "{} pods run an older template, but with replicationFactor 1 and no persistence \
                  restarting one loses its keys; raise replicationFactor to 2 (or enable \
                  persistence), or delete the pods yourself to accept the loss",
                 outdated.len()
             ),
-        };
+        });
     }
+    let drained = drained_for_restart(inp, ring, persistence);
     let stale = members::stale_members(inp.reports);
-    let waiting: Vec<String> = member_pods
+    let waiting: Vec<String> = ring
+        .members
         .iter()
-        .filter(|(m, p)| {
+        .filter(|m| Some(&m.id) != drained.as_ref())
+        .filter(|m| {
+            let pod = inp.pods.get(&m.id);
             let report = inp.reports.get(&m.id);
             m.state != MemberState::Up
-                || !p.is_some_and(PodObs::is_live)
+                || !pod.is_some_and(PodObs::is_live)
+                // Also proves the node serves with this ring (a drained member's peers must
+                // have stopped routing to it before its pod goes).
                 || !report.is_some_and(|r| r.done_for(ring.epoch))
                 || report.and_then(|r| r.incarnation.as_ref()) != m.incarnation.as_ref()
                 || stale.contains(&m.id)
         })
-        .map(|(m, _)| m.id.clone())
+        .map(|m| m.id.clone())
         .collect();
     if !waiting.is_empty() {
-        return Action::WaitRollout {
+        return Ok(Action::WaitRollout {
             waiting,
             updated,
             total,
-        };
+        });
+    }
+    if let Some(pod) = drained {
+        return Ok(Action::RestartPod {
+            pod,
+            revision: target,
+            updated,
+            total,
+        });
     }
     let pod = outdated
         .iter()
         .max_by_key(|id| inp.names.ordinal_of(id))
-        .map(|id| id.to_string())
+        .cloned()
         .unwrap_or_default();
-    Action::RestartPod {
+    let members = ring
+        .members
+        .iter()
+        .map(|m| Member {
+            state: if m.id == pod {
+                MemberState::Down
+            } else {
+                m.state
+            },
+            ..m.clone()
+        })
+        .collect();
+    Ok(Action::DrainForRestart {
+        ring: ringdoc::with_members(ring, members)?,
         pod,
-        revision: target,
         updated,
         total,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -499,6 +622,8 @@ mod tests {
         reports: Vec<(u32, u64, bool)>,
         /// Ordinals whose pod runs an older StatefulSet revision.
         outdated: Vec<u32>,
+        /// The StatefulSet (default: settled at revision `demo-new`).
+        sts: Option<StsObs>,
     }
 
     impl Case {
@@ -511,6 +636,14 @@ mod tests {
                 pods,
                 reports: vec![],
                 outdated: vec![],
+                sts: None,
+            }
+        }
+
+        fn sts(self, sts: StsObs) -> Self {
+            Case {
+                sts: Some(sts),
+                ..self
             }
         }
 
@@ -561,6 +694,7 @@ mod tests {
             ring: r.clone(),
             from_replicas: 3,
             to_replicas: 3,
+            progress: Progress::default(),
         };
         let w = commit.writes();
         assert_eq!(
@@ -639,9 +773,11 @@ mod tests {
             })
             .collect();
         let spec = serde_json::from_str(case.spec).unwrap();
-        let sts = StsObs {
+        let sts = case.sts.clone().unwrap_or(StsObs {
             update_revision: Some("demo-new".into()),
-        };
+            generation: Some(2),
+            observed_generation: Some(2),
+        });
         decide(&Inputs {
             names: &names(),
             spec: &spec,
@@ -854,7 +990,7 @@ mod tests {
                     .reports(all_done(5, down_epoch)),
                 Some(5),
                 |a| {
-                    matches!(a, Action::Commit { ring, from_replicas: 5, to_replicas: 3 }
+                    matches!(a, Action::Commit { ring, from_replicas: 5, to_replicas: 3, .. }
                     if ring.members.len() == 3)
                 },
             ),
@@ -914,14 +1050,129 @@ mod tests {
                 },
             ),
             (
-                "rollout: every member up and answering → restart the highest outdated pod",
+                "rollout: every member up and answering → the highest outdated pod leaves the \
+                 write set first",
                 Case::new(r#"{"replicas":3}"#, Some(ring(3, 2, &[])), ready(3))
                     .reports(all_done(3, 10))
                     .outdated(&[0, 1, 2]),
                 Some(3),
                 |a| {
+                    matches!(a, Action::DrainForRestart { ring, pod, updated: 0, total: 3 }
+                    if pod == "demo-2" && ring.epoch == 11
+                        && ring.members.iter().map(|m| m.state).eq([Up, Up, Down]))
+                },
+            ),
+            (
+                "rollout: drained member out of every other node's ring → its pod is deleted",
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Up, Down])),
+                    ready(3),
+                )
+                .reports(all_done(3, 10))
+                .outdated(&[0, 1, 2]),
+                Some(3),
+                |a| {
                     matches!(a, Action::RestartPod { pod, revision, updated: 0, total: 3 }
                     if pod == "demo-2" && revision == "demo-new")
+                },
+            ),
+            (
+                "rollout: drained, but a peer still serves with the ring before the drain → wait",
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Up, Down])),
+                    ready(3),
+                )
+                .reports(vec![(0, 10, true), (1, 9, true), (2, 9, true)])
+                .outdated(&[0, 1, 2]),
+                Some(3),
+                |a| matches!(a, Action::WaitRollout { waiting, .. } if waiting == &["demo-1"]),
+            ),
+            (
+                "rollout: a drained member whose node stopped answering is still restarted",
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Up, Down])),
+                    ready(3),
+                )
+                .reports(vec![(0, 10, true), (1, 10, true)])
+                .outdated(&[0, 1, 2]),
+                Some(3),
+                |a| matches!(a, Action::RestartPod { pod, .. } if pod == "demo-2"),
+            ),
+            (
+                "rollout: a drained member is released (recovers) when another member is down",
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Down, Up, Down])),
+                    vec![(0, false), (1, true), (2, true)],
+                )
+                .reports(vec![(1, 10, true), (2, 10, true)])
+                .outdated(&[0, 1, 2]),
+                Some(3),
+                |a| {
+                    matches!(a, Action::UpdateMembers { ring, .. }
+                    if ring.members.iter().map(|m| m.state).eq([Down, Up, Recovering]))
+                },
+            ),
+            (
+                "rollout: a down member whose pod is on the update revision recovers as usual",
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Up, Down])),
+                    ready(3),
+                )
+                .reports(all_done(3, 10))
+                .outdated(&[0, 1]),
+                Some(3),
+                |a| {
+                    matches!(a, Action::UpdateMembers { ring, .. }
+                    if ring.members[2].state == Recovering)
+                },
+            ),
+            (
+                "rollout: StatefulSet status behind its spec → wait for the controller, restart \
+                 nothing",
+                Case::new(r#"{"replicas":3}"#, Some(ring(3, 2, &[])), ready(3))
+                    .reports(all_done(3, 10))
+                    .sts(StsObs {
+                        update_revision: Some("demo-new".into()),
+                        generation: Some(7),
+                        observed_generation: Some(6),
+                    }),
+                Some(3),
+                |a| {
+                    matches!(
+                        a,
+                        Action::WaitController {
+                            generation: 7,
+                            observed: 6
+                        }
+                    ) && a.is_rollout()
+                        && a.progress()
+                            .is_some_and(|(r, _)| r == "StatefulSetUpdating")
+                },
+            ),
+            (
+                "rollout: a lagging controller does not release a drained member either",
+                Case::new(
+                    r#"{"replicas":3}"#,
+                    Some(ring(3, 2, &[Up, Up, Down])),
+                    ready(3),
+                )
+                .reports(all_done(3, 10))
+                .outdated(&[0, 1, 2])
+                .sts(StsObs {
+                    update_revision: Some("demo-old".into()),
+                    generation: Some(7),
+                    observed_generation: Some(6),
+                }),
+                Some(3),
+                |a| {
+                    // No trusted revision: the member is treated as any member back from down.
+                    matches!(a, Action::UpdateMembers { ring, .. }
+                    if ring.members[2].state == Recovering)
                 },
             ),
             (
@@ -981,7 +1232,7 @@ mod tests {
                 .reports(all_done(3, 10))
                 .outdated(&[1]),
                 Some(3),
-                |a| matches!(a, Action::RestartPod { pod, updated: 2, .. } if pod == "demo-1"),
+                |a| matches!(a, Action::DrainForRestart { pod, updated: 2, .. } if pod == "demo-1"),
             ),
             (
                 "rollout: a scale request goes first, the rollout resumes afterwards",

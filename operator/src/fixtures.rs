@@ -234,6 +234,9 @@ pub fn pdb_path() -> String {
 pub fn events_path() -> String {
     format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
 }
+pub fn cc_path() -> String {
+    format!("/apis/ringcache.io/v1alpha1/namespaces/{NS}/cacheclusters/demo")
+}
 pub fn status_path() -> String {
     format!("/apis/ringcache.io/v1alpha1/namespaces/{NS}/cacheclusters/demo/status")
 }

@@ -85,10 +85,13 @@ pub fn stale_members(reports: &BTreeMap<String, MigrationReport>) -> BTreeSet<St
         .collect()
 }
 
+/// `held_down`: a member a rollout took out of the write set for its restart; it stays as it
+/// is whatever its pod and node say.
 pub fn next_members(
     ring: &RingDoc,
     pods: &BTreeMap<String, PodObs>,
     reports: &BTreeMap<String, MigrationReport>,
+    held_down: Option<&str>,
 ) -> MembersUpdate {
     let mut transitions = Vec::new();
     let mut losses = Vec::new();
@@ -103,7 +106,8 @@ pub fn next_members(
         .map(|(index, member)| {
             let pod = pods.get(&member.id);
             let report = reports.get(&member.id);
-            let live = pod.is_some_and(|p| p.is_live() || (p.addressable() && report.is_some()));
+            let live = pod.is_some_and(|p| p.is_live() || (p.addressable() && report.is_some()))
+                && held_down != Some(member.id.as_str());
             // Keep the last known address while a pod has none: it is only a hint for `down`.
             let addr = pod
                 .and_then(|p| p.ip.as_deref())
@@ -240,7 +244,7 @@ mod tests {
         let r = ring(&[Up, Up, Up]);
         let mut pods = ready3();
         pods.insert("demo-1".into(), pod(1, false, "10.0.0.1").1);
-        let u = next_members(&r, &pods, &BTreeMap::new());
+        let u = next_members(&r, &pods, &BTreeMap::new(), None);
         assert!(u.changed);
         assert_eq!(u.members[1].state, Down);
         assert_eq!(u.members[1].incarnation.as_deref(), Some("inc-1"));
@@ -259,7 +263,7 @@ mod tests {
     fn missing_pod_is_down() {
         let r = ring(&[Up, Up]);
         let pods = BTreeMap::from([pod(0, true, "10.0.0.0")]);
-        let u = next_members(&r, &pods, &BTreeMap::new());
+        let u = next_members(&r, &pods, &BTreeMap::new(), None);
         assert_eq!(u.members[1].state, Down);
         assert_eq!(u.members[1].addr, "10.0.0.1:7070", "last address kept");
     }
@@ -271,7 +275,7 @@ mod tests {
         let r = ring(&[Up, Down]);
         let pods = BTreeMap::from([pod(0, true, "10.0.0.0"), pod(1, false, "10.0.9.9")]);
         let reports = BTreeMap::from([report(1, r.epoch, false, "inc-new")]);
-        let u = next_members(&r, &pods, &reports);
+        let u = next_members(&r, &pods, &reports, None);
         assert_eq!(u.members[1].state, Recovering);
         assert_eq!(u.members[1].addr, "10.0.9.9:7070");
         assert_eq!(
@@ -286,11 +290,11 @@ mod tests {
         let r = ring(&[Up, Recovering]);
         let pods = BTreeMap::from([pod(0, true, "10.0.0.0"), pod(1, true, "10.0.0.1")]);
         let old = BTreeMap::from([report(1, r.epoch - 1, true, "inc-new")]);
-        let u = next_members(&r, &pods, &old);
+        let u = next_members(&r, &pods, &old, None);
         assert!(!u.changed);
         assert_eq!(u.members[1].state, Recovering);
         let current = BTreeMap::from([report(1, r.epoch, true, "inc-new")]);
-        let u = next_members(&r, &pods, &current);
+        let u = next_members(&r, &pods, &current, None);
         assert_eq!(u.members[1].state, Up);
         assert_eq!(u.members[1].incarnation.as_deref(), Some("inc-new"));
         assert!(u.losses.is_empty());
@@ -305,7 +309,7 @@ mod tests {
             report(1, r.epoch, false, "inc-1-restarted"),
             report(2, r.epoch, true, "inc-2"),
         ]);
-        let u = next_members(&r, &ready3(), &reports);
+        let u = next_members(&r, &ready3(), &reports, None);
         assert_eq!(u.members[1].state, Recovering);
         assert_eq!(u.transitions.len(), 1);
         assert_eq!(u.transitions[0].why, "restarted: recovering its data");
@@ -321,7 +325,7 @@ mod tests {
             report(2, r.epoch, true, "inc-2"),
         ]);
         reports.get_mut("demo-0").unwrap().stale_replicas = vec!["demo-2".into()];
-        let u = next_members(&r, &ready3(), &reports);
+        let u = next_members(&r, &ready3(), &reports, None);
         let states: Vec<_> = u.members.iter().map(|m| m.state).collect();
         assert_eq!(states, [Up, Up, Recovering]);
     }
@@ -332,7 +336,7 @@ mod tests {
         let pods = BTreeMap::from([pod(0, true, "10.0.0.0"), pod(1, true, "10.0.0.1")]);
         let mut reports = BTreeMap::from([report(1, r.epoch, true, "inc-new")]);
         reports.get_mut("demo-1").unwrap().unrecoverable = vec![3, 7];
-        let u = next_members(&r, &pods, &reports);
+        let u = next_members(&r, &pods, &reports, None);
         assert_eq!(u.members[1].state, Up);
         assert_eq!(
             u.losses,
@@ -343,7 +347,11 @@ mod tests {
         );
         // Once up, the same report is no new loss.
         let later = ringdoc::with_members(&r, u.members).unwrap();
-        assert!(next_members(&later, &pods, &reports).losses.is_empty());
+        assert!(
+            next_members(&later, &pods, &reports, None)
+                .losses
+                .is_empty()
+        );
     }
 
     #[test]
@@ -358,7 +366,7 @@ mod tests {
             report(0, r.epoch, false, "a"),
             report(2, r.epoch, false, "c"),
         ]);
-        let u = next_members(&r, &pods, &reports);
+        let u = next_members(&r, &pods, &reports, None);
         let states: Vec<_> = u.members.iter().map(|m| m.state).collect();
         assert_eq!(states, [Up, Down, Up]);
         assert_eq!(u.members[0].incarnation.as_deref(), Some("a"));
@@ -367,7 +375,7 @@ mod tests {
         let pods = ready3();
         let reports = BTreeMap::from([report(1, next.epoch, false, "b")]);
         assert_eq!(
-            next_members(&next, &pods, &reports).members[1].state,
+            next_members(&next, &pods, &reports, None).members[1].state,
             Recovering
         );
     }
@@ -381,7 +389,7 @@ mod tests {
         r.members[0].incarnation = Some("legacy-known".into());
         let pods = BTreeMap::from([pod(0, true, "10.0.0.0"), pod(1, true, "10.0.0.1")]);
         let reports = BTreeMap::from([report(1, r.epoch, true, "b")]);
-        let u = next_members(&r, &pods, &reports);
+        let u = next_members(&r, &pods, &reports, None);
         assert!(u.changed && u.transitions.is_empty());
         assert_eq!(u.members[1].incarnation.as_deref(), Some("b"));
         assert_eq!(u.members[1].state, Up);
@@ -395,7 +403,7 @@ mod tests {
             report(1, r.epoch, true, "inc-1"),
             report(2, r.epoch, true, "inc-2"),
         ]);
-        let u = next_members(&r, &ready3(), &reports);
+        let u = next_members(&r, &ready3(), &reports, None);
         assert!(!u.changed);
         assert!(u.transitions.is_empty());
     }
@@ -406,7 +414,10 @@ mod tests {
         let mut pods = BTreeMap::from([pod(0, true, "10.0.0.0")]);
         pods.get_mut("demo-0").unwrap().terminating = true;
         let reports = BTreeMap::from([report(0, r.epoch, true, "inc-0")]);
-        assert_eq!(next_members(&r, &pods, &reports).members[0].state, Down);
+        assert_eq!(
+            next_members(&r, &pods, &reports, None).members[0].state,
+            Down
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::build::{self, Owner, RING_KEY, TLS_CA_KEY, TOKEN_KEY};
 use crate::context::{Context, Error};
 use crate::nodes::{NodeTarget, NodeTls};
-use crate::types::CacheCluster;
+use crate::types::{CacheCluster, CacheClusterStatus};
 
 /// The StatefulSet pod label that names the revision a pod was created from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -55,6 +55,41 @@ pub struct StsObs {
     /// The revision pods created now get (`status.updateRevision`); pods of another revision
     /// are restarted one at a time by the operator (`updateStrategy: OnDelete`).
     pub update_revision: Option<String>,
+    /// `metadata.generation`: moves with every change of the spec (template, replicas).
+    pub generation: Option<i64>,
+    /// `status.observedGeneration`: the generation the StatefulSet controller last acted on.
+    pub observed_generation: Option<i64>,
+}
+
+impl StsObs {
+    pub fn of(s: &StatefulSet) -> StsObs {
+        let status = s.status.as_ref();
+        StsObs {
+            update_revision: status.and_then(|st| st.update_revision.clone()),
+            generation: s.metadata.generation,
+            observed_generation: status.and_then(|st| st.observed_generation),
+        }
+    }
+
+    /// The StatefulSet controller has acted on the current spec, so its status (update
+    /// revision, replica counts) describes it. A real controller writes status some time after
+    /// a change: until then `updateRevision` still names the old template and every pod looks
+    /// updated, which is how a rollout was once reported done before it started.
+    pub fn settled(&self) -> bool {
+        match (self.generation, self.observed_generation) {
+            (Some(g), Some(o)) => o >= g,
+            // An API server that does not track generations cannot lag behind one.
+            (None, _) => true,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The update revision, only when the controller has caught up with the spec.
+    pub fn trusted_revision(&self) -> Option<&str> {
+        self.settled()
+            .then_some(self.update_revision.as_deref())
+            .flatten()
+    }
 }
 
 /// A node's `GET /internal/v1/migration` answer.
@@ -111,6 +146,10 @@ pub struct Observed {
     pub tls: Option<Arc<NodeTls>>,
     /// Why `spec.tls` cannot be used (its Secret is missing or has no usable `ca.crt`).
     pub tls_problem: Option<String>,
+    /// The CacheCluster's status as the API server has it now. The object a reconcile is
+    /// handed comes from the watch cache and may predate the status the previous pass wrote;
+    /// building on that would forget what the previous pass recorded (a migration's start).
+    pub status: Option<CacheClusterStatus>,
 }
 
 /// The CA and server name of `spec.tls`, read from its Secret.
@@ -181,10 +220,13 @@ pub async fn observe(ctx: &Context, owner: &Owner, cc: &CacheCluster) -> Result<
     let pods = observe_pods(client, owner).await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let sts_object = sets.get_opt(&names.stateful_set()).await?;
-    let sts = sts_object.as_ref().map(|s| StsObs {
-        update_revision: s.status.as_ref().and_then(|st| st.update_revision.clone()),
-    });
+    let sts = sts_object.as_ref().map(StsObs::of);
     let (tls, tls_problem) = observe_tls(client, owner, cc.spec.tls.as_ref()).await?;
+    let status = Api::<CacheCluster>::namespaced(client.clone(), ns)
+        .get_opt(&cc.name_any())
+        .await?
+        .and_then(|c| c.status)
+        .or_else(|| cc.status.clone());
     let reports = match &ring {
         Some(r) => collect_reports(ctx, ns, r, &pods, &token, tls.as_ref()).await,
         None => BTreeMap::new(),
@@ -200,6 +242,7 @@ pub async fn observe(ctx: &Context, owner: &Owner, cc: &CacheCluster) -> Result<
         reports,
         tls,
         tls_problem,
+        status,
     })
 }
 

@@ -105,7 +105,7 @@ async fn record(
 ) -> Result<(), Error> {
     let ns = &owner.namespace;
     let cluster = &owner.names.cluster;
-    let previous = cc.status.as_ref();
+    let previous = obs.status.as_ref();
     let ring_after = applied.ring.as_ref().or(obs.ring.as_ref());
     let problem = obs
         .ring_problem
@@ -120,7 +120,7 @@ async fn record(
         decision,
         ring: ring_after,
         pods: &obs.pods,
-        sts: obs.sts.as_ref(),
+        sts: applied.sts.as_ref().or(obs.sts.as_ref()),
         now: Timestamp::now(),
         problem: problem.clone(),
     });

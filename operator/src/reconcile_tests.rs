@@ -52,6 +52,7 @@ fn observe(ring: &RingDoc, ready: &[bool]) -> Vec<Expect> {
         expect(Method::GET, secret_path(), Reply::Json(200, secret())),
         expect(Method::GET, pods_path(), Reply::Json(200, pod_list(ready))),
         expect(Method::GET, sts_path(), Reply::NotFound),
+        expect(Method::GET, cc_path(), Reply::NotFound),
     ]
 }
 
@@ -194,6 +195,7 @@ async fn new_cluster_creates_secret_ring_and_objects() {
         expect(Method::POST, secrets_path(), Reply::Echo),
         expect(Method::GET, pods_path(), Reply::Json(200, pod_list(&[]))),
         expect(Method::GET, sts_path(), Reply::NotFound),
+        expect(Method::GET, cc_path(), Reply::NotFound),
         expect(Method::POST, cms_path(), Reply::Echo),
     ];
     script.extend(owned_objects());
@@ -384,6 +386,7 @@ async fn unreadable_ring_is_never_overwritten() {
             Reply::Json(200, pod_list(&[true; 3])),
         ),
         expect(Method::GET, sts_path(), Reply::NotFound),
+        expect(Method::GET, cc_path(), Reply::NotFound),
     ];
     script.extend(tail(&cc, 1));
     let (result, seen) = run_pass(cc, Arc::new(FakeNodes::default()), script).await;
@@ -445,36 +448,107 @@ async fn the_ring_is_written_only_over_the_version_observed_and_a_conflict_write
     );
 }
 
-#[tokio::test]
-async fn a_rollout_deletes_one_outdated_pod_when_every_member_is_up_and_vouched_for() {
-    let (ring, reports) = vouched_ring(3);
-    let cc = cluster("demo", r#"{"replicas":3}"#);
-    let mut script = vec![
-        expect(Method::GET, cm_path(), Reply::Json(200, ring_cm(&ring))),
+/// Observe steps of a mid-rollout pass: pods 0 and 1 on the old revision.
+fn rollout_observe(ring: &RingDoc, cc: &CacheCluster) -> Vec<Expect> {
+    vec![
+        expect(Method::GET, cm_path(), Reply::Json(200, ring_cm(ring))),
         expect(Method::GET, secret_path(), Reply::Json(200, secret())),
         expect(
             Method::GET,
             pods_path(),
             Reply::Json(200, pod_list_at(&[true; 3], &[0, 1])),
         ),
-        expect(Method::GET, sts_path(), Reply::Json(200, sts_observed(&cc))),
-        expect(Method::DELETE, pod_path("demo-1"), Reply::Echo),
-    ];
+        expect(Method::GET, sts_path(), Reply::Json(200, sts_observed(cc))),
+        expect(Method::GET, cc_path(), Reply::NotFound),
+    ]
+}
+
+#[tokio::test]
+async fn a_rollout_takes_the_member_out_of_the_write_set_then_deletes_its_pod() {
+    let (ring, reports) = vouched_ring(3);
+    let cc = cluster("demo", r#"{"replicas":3}"#);
+    // Pass 1: demo-1 (the highest outdated) leaves the write set; nothing is deleted yet.
+    let mut script = rollout_observe(&ring, &cc);
+    script.push(expect(Method::PATCH, cm_path(), Reply::Echo));
     script.extend(owned_objects());
     script.extend(tail(&cc, 1));
-    let (result, seen) = run_pass(cc, Arc::new(FakeNodes::with_reports(reports)), script).await;
+    let nodes = Arc::new(FakeNodes::with_reports(reports.clone()));
+    let (result, seen) = run_pass(cc.clone(), nodes.clone(), script).await;
+    assert_eq!(result.unwrap(), Requeue::requeue(ACTIVE_REQUEUE));
+    let drained = written_ring(&seen);
+    assert_eq!(drained.epoch, ring.epoch + 1);
+    assert_eq!(drained.members[1].state, MemberState::Down);
+    assert_eq!(nodes.pushed_to(), ["demo-0", "demo-2"]);
+    assert!(!seen.iter().any(|s| s.method == Method::DELETE));
+    let ev = seen.iter().find(|s| s.path == events_path()).unwrap();
+    assert_eq!(ev.body["action"], "Drain demo-1");
+    assert_eq!(
+        condition(&status_of(&seen), "Progressing")["reason"],
+        "RollingRestart"
+    );
+
+    // Pass 2: every other node serves with that ring → the pod goes; no ring is written.
+    let mut at_drain = reports;
+    for r in at_drain.values_mut() {
+        r.epoch = drained.epoch;
+    }
+    let mut script = rollout_observe(&drained, &cc);
+    script.push(expect(Method::DELETE, pod_path("demo-1"), Reply::Echo));
+    script.extend(owned_objects());
+    script.extend(tail(&cc, 1));
+    let (result, seen) = run_pass(cc, Arc::new(FakeNodes::with_reports(at_drain)), script).await;
     assert_eq!(result.unwrap(), Requeue::requeue(ACTIVE_REQUEUE));
     assert_eq!(event_reasons(&seen), ["RollingRestart"]);
     let status = status_of(&seen);
     assert_eq!(status["updatedReplicas"], 1);
-    let progressing = condition(&status, "Progressing");
-    assert_eq!(progressing["reason"], "RollingRestart");
+    assert_eq!(
+        condition(&status, "Progressing")["reason"],
+        "RollingRestart"
+    );
+    assert_ne!(
+        status["phase"], "Degraded",
+        "the drained member is expected down"
+    );
     assert!(
         !seen
             .iter()
             .any(|s| s.method == Method::PATCH && s.path == cm_path()),
-        "a restart alone writes no ring"
+        "the restart itself writes no ring"
     );
+}
+
+#[tokio::test]
+async fn a_lagging_statefulset_controller_restarts_nothing_and_is_not_ready() {
+    let (ring, reports) = vouched_ring(3);
+    let cc = cluster("demo", r#"{"replicas":3}"#);
+    let mut sts = sts_observed(&cc);
+    sts["metadata"]["generation"] = serde_json::json!(8);
+    sts["status"]["observedGeneration"] = serde_json::json!(7);
+    // Every pod carries the revision the stale status names.
+    sts["status"]["updateRevision"] = serde_json::json!("demo-new");
+    let mut script = vec![
+        expect(Method::GET, cm_path(), Reply::Json(200, ring_cm(&ring))),
+        expect(Method::GET, secret_path(), Reply::Json(200, secret())),
+        expect(
+            Method::GET,
+            pods_path(),
+            Reply::Json(200, pod_list(&[true; 3])),
+        ),
+        expect(Method::GET, sts_path(), Reply::Json(200, sts)),
+        expect(Method::GET, cc_path(), Reply::NotFound),
+    ];
+    script.extend(owned_objects());
+    script.extend(tail(&cc, 0));
+    let (result, seen) = run_pass(cc, Arc::new(FakeNodes::with_reports(reports)), script).await;
+    assert_eq!(result.unwrap(), Requeue::requeue(ACTIVE_REQUEUE));
+    let status = status_of(&seen);
+    assert_ne!(status["phase"], "Ready");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(
+        condition(&status, "Progressing")["reason"],
+        "StatefulSetUpdating"
+    );
+    assert!(!seen.iter().any(|s| s.method == Method::DELETE));
 }
 
 #[tokio::test]

@@ -64,9 +64,22 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         r.pending.is_none() && r.members.iter().all(|m| m.state == MemberState::Up)
     });
     let ready_replicas = inp.pods.values().filter(|p| p.is_live()).count() as i32;
-    let (updated_replicas, outdated) = revisions(inp.ring, inp.pods, inp.sts);
+    // Until the StatefulSet controller has acted on the current spec, its update revision is
+    // the old template's: counting from it would show every member updated and the cluster
+    // Ready while a rollout is still due. The count stays what it last was until then.
+    let unsettled = inp.sts.filter(|s| !s.settled());
+    let (updated_replicas, outdated) = match unsettled {
+        None => revisions(inp.ring, inp.pods, inp.sts),
+        Some(_) => (
+            inp.previous.map_or(0, |s| {
+                s.updated_replicas
+                    .min(ring.map_or(0, |r| r.members.len() as i32))
+            }),
+            0,
+        ),
+    };
     // A rollout restarts one member at a time: that one being down is progress, not a failure.
-    let rolling = outdated > 0 || inp.decision.action.is_rollout();
+    let rolling = outdated > 0 || unsettled.is_some() || inp.decision.action.is_rollout();
     let expected_down = if rolling { 1 } else { 0 };
 
     let problem: Option<(String, String)> = match (inp.decision.action.problem(), &inp.problem) {
@@ -85,6 +98,14 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
     };
     let progressing: Option<(String, String)> = match inp.decision.action.progress() {
         Some((reason, message)) => Some((reason.into(), message)),
+        None if let Some(sts) = unsettled => Some((
+            "StatefulSetUpdating".into(),
+            format!(
+                "waiting for the StatefulSet controller to act on generation {} (it has observed {})",
+                sts.generation.unwrap_or_default(),
+                sts.observed_generation.unwrap_or_default()
+            ),
+        )),
         None if rolling => Some((
             "RollingRestart".into(),
             format!(
@@ -141,14 +162,26 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         Action::UpdateMembers { ring, .. } if ring.pending.is_some() => {
             inp.previous.and_then(|s| s.migration.clone())
         }
-        Action::Commit { .. } => {
-            inp.previous
-                .and_then(|s| s.migration.clone())
-                .map(|m| MigrationStatus {
-                    partitions_done: m.partitions_total,
-                    finished: Some(inp.now.to_string()),
-                    ..m
-                })
+        // From the target owners' final reports, not from an earlier pass's status: a quick
+        // migration may finish before any pass saw it under way, and the status this pass
+        // started from may predate the one that recorded its start.
+        Action::Commit { progress: p, .. } => {
+            let previous = inp
+                .previous
+                .and_then(|s| s.migration.as_ref())
+                .filter(|m| m.epoch == p.epoch as i64);
+            Some(MigrationStatus {
+                from_replicas: p.from_replicas as i32,
+                to_replicas: p.to_replicas as i32,
+                epoch: p.epoch as i64,
+                partitions_done: p.partitions_done as i64,
+                partitions_total: p.partitions_total as i64,
+                bytes_moved: p.bytes as i64,
+                started: previous
+                    .and_then(|m| m.started.clone())
+                    .or_else(|| Some(inp.now.to_string())),
+                finished: Some(inp.now.to_string()),
+            })
         }
         _ => inp
             .previous
@@ -219,7 +252,7 @@ fn revisions(
     pods: &BTreeMap<String, PodObs>,
     sts: Option<&StsObs>,
 ) -> (i32, usize) {
-    let (Some(ring), Some(target)) = (ring, sts.and_then(|s| s.update_revision.as_deref())) else {
+    let (Some(ring), Some(target)) = (ring, sts.and_then(StsObs::trusted_revision)) else {
         return (0, 0);
     };
     let revs: Vec<Option<&str>> = ring
@@ -434,10 +467,20 @@ pub fn events_for(decision: &Decision, previous: Option<&CacheClusterStatus>) ->
                 ring.epoch
             ),
         )],
+        Action::DrainForRestart { ring, pod, .. } => vec![EventSpec {
+            warning: false,
+            reason: "RollingRestart",
+            note: format!(
+                "{pod} leaves the write set at ring epoch {} before its restart",
+                ring.epoch
+            ),
+            action: format!("Drain {pod}"),
+        }],
         Action::Commit {
             ring,
             from_replicas,
             to_replicas,
+            ..
         } => vec![ev(
             false,
             "MigrationCommitted",
@@ -450,6 +493,7 @@ pub fn events_for(decision: &Decision, previous: Option<&CacheClusterStatus>) ->
         | Action::WaitMembers { .. }
         | Action::WaitMigration(_)
         | Action::WaitRollout { .. }
+        | Action::WaitController { .. }
         | Action::Steady => vec![],
     }
 }
@@ -513,6 +557,15 @@ mod tests {
         ring: Option<&RingDoc>,
         previous: Option<&CacheClusterStatus>,
     ) -> CacheClusterStatus {
+        status_with_sts(action, ring, previous, None)
+    }
+
+    fn status_with_sts(
+        action: Action,
+        ring: Option<&RingDoc>,
+        previous: Option<&CacheClusterStatus>,
+        sts: Option<&StsObs>,
+    ) -> CacheClusterStatus {
         let decision = Decision {
             sts_replicas: Some(3),
             action,
@@ -526,7 +579,7 @@ mod tests {
             decision: &decision,
             ring,
             pods: &pods,
-            sts: None,
+            sts,
             now: Timestamp::UNIX_EPOCH,
             problem: None,
         })
@@ -649,17 +702,110 @@ mod tests {
             ring: r.clone(),
             from_replicas: 3,
             to_replicas: 5,
+            progress: Progress {
+                from_replicas: 3,
+                to_replicas: 5,
+                epoch: 0,
+                partitions_done: 20,
+                partitions_total: 20,
+                bytes: 999,
+                waiting_for: vec![],
+            },
         };
         let committed = status_for(commit, Some(&r), Some(&running));
         let m = committed.migration.clone().expect("kept at commit");
         assert_eq!((m.from_replicas, m.to_replicas), (3, 5));
-        assert_eq!(m.partitions_done, m.partitions_total);
+        assert_eq!((m.partitions_done, m.partitions_total), (20, 20));
+        assert_eq!(m.bytes_moved, 999);
         assert!(m.finished.is_some());
         let steady = status_for(Action::Steady, Some(&r), Some(&committed));
         assert_eq!(steady.migration, committed.migration);
         // A running migration that never committed is not shown as if it still ran.
         let idle = status_for(Action::Steady, Some(&r), Some(&running));
         assert_eq!(idle.migration, None);
+    }
+
+    #[test]
+    fn a_migration_no_pass_saw_under_way_is_recorded_from_the_final_reports() {
+        // The status this pass started from knows nothing of the migration (it finished before
+        // any pass polled it, or the start's status write was not seen yet).
+        let r = up_ring(5);
+        let commit = Action::Commit {
+            ring: r.clone(),
+            from_replicas: 3,
+            to_replicas: 5,
+            progress: Progress {
+                from_replicas: 3,
+                to_replicas: 5,
+                epoch: 6,
+                partitions_done: 410,
+                partitions_total: 410,
+                bytes: 1 << 20,
+                waiting_for: vec![],
+            },
+        };
+        let s = status_for(commit, Some(&r), None);
+        let m = s.migration.expect("a record of the migration");
+        assert_eq!((m.from_replicas, m.to_replicas, m.epoch), (3, 5, 6));
+        assert_eq!((m.partitions_done, m.partitions_total), (410, 410));
+        assert_eq!(m.bytes_moved, 1 << 20);
+        assert!(m.started.is_some() && m.finished.is_some());
+        // Kept after the commit, until the next migration starts.
+        let steady = status_for(Action::Steady, Some(&r), Some(&s_with(m.clone())));
+        assert_eq!(steady.migration, Some(m));
+    }
+
+    fn s_with(m: MigrationStatus) -> CacheClusterStatus {
+        CacheClusterStatus {
+            migration: Some(m),
+            ..CacheClusterStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_statefulset_the_controller_has_not_caught_up_with_is_never_ready() {
+        let r = up_ring(3);
+        let previous = CacheClusterStatus {
+            updated_replicas: 3,
+            ..CacheClusterStatus::default()
+        };
+        // The template just changed (generation 5); the controller's status still names the
+        // old revision, which every pod carries.
+        let lagging = StsObs {
+            update_revision: Some("demo-new".into()),
+            generation: Some(5),
+            observed_generation: Some(4),
+        };
+        let s = status_with_sts(Action::Steady, Some(&r), Some(&previous), Some(&lagging));
+        assert_ne!(s.phase, Phase::Ready);
+        assert_eq!(cond(&s, COND_READY).status, "False");
+        let p = cond(&s, COND_PROGRESSING);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "StatefulSetUpdating")
+        );
+        assert!(p.message.contains("generation 5"), "{}", p.message);
+        // Once caught up, the same observation is Ready with every member counted.
+        let caught_up = StsObs {
+            observed_generation: Some(5),
+            ..lagging
+        };
+        let s = status_with_sts(Action::Steady, Some(&r), Some(&previous), Some(&caught_up));
+        assert_eq!(s.phase, Phase::Ready);
+        assert_eq!(s.updated_replicas, 3);
+        // Caught up on a new revision that no pod has yet: a rollout is due, not Ready.
+        let new_template = StsObs {
+            update_revision: Some("demo-newer".into()),
+            ..caught_up
+        };
+        let s = status_with_sts(
+            Action::Steady,
+            Some(&r),
+            Some(&previous),
+            Some(&new_template),
+        );
+        assert_eq!(s.updated_replicas, 0);
+        assert_ne!(s.phase, Phase::Ready);
     }
 
     #[test]

@@ -134,9 +134,10 @@ impl SimCluster {
             }),
         )
         .map_err(|e| anyhow!("creating the CacheCluster: {e}"))?;
+        let controller = statefulset::Controller::lagging(opts.seed, opts.controller_lag);
         let kubelet = Kubelet::new(api.clone(), NAMESPACE, &root, &binary, net, opts);
         let kubelet_task = kubelet.spawn();
-        let sts_task = statefulset::spawn(api.clone(), NAMESPACE.to_string());
+        let sts_task = statefulset::spawn(api.clone(), NAMESPACE.to_string(), controller);
         let sim = SimCluster {
             api,
             name: name.to_string(),

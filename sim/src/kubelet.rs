@@ -34,6 +34,14 @@ pub struct KubeletOptions {
     pub grace: Duration,
     /// Back-off before a dead container is started again in place.
     pub restart_delay: Duration,
+    /// Longest delay between a probe's new result and the pod status saying so (a real
+    /// kubelet's status manager writes asynchronously); each delay is drawn from `seed`.
+    pub status_lag: Duration,
+    /// Longest delay before the StatefulSet controller stand-in acts on a spec change (and its
+    /// status reflects it), drawn from `seed`.
+    pub controller_lag: Duration,
+    /// Seed of the lags: `RINGCACHE_SIM_SEED` when set, so a failing run can be repeated.
+    pub seed: u64,
 }
 
 impl Default for KubeletOptions {
@@ -43,8 +51,27 @@ impl Default for KubeletOptions {
             pre_stop: Duration::from_millis(1500),
             grace: Duration::from_secs(25),
             restart_delay: Duration::from_millis(200),
+            status_lag: Duration::from_millis(500),
+            controller_lag: Duration::from_secs(2),
+            seed: std::env::var("RINGCACHE_SIM_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0x5eed),
         }
     }
+}
+
+/// A reproducible delay in `0..=max` from a counter and a seed.
+pub fn seeded_lag(seed: u64, n: u64, max: Duration) -> Duration {
+    let ms = max.as_millis() as u64;
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    // splitmix64
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Duration::from_millis((z ^ (z >> 31)) % (ms + 1))
 }
 
 struct Running {
@@ -76,7 +103,9 @@ pub struct Kubelet {
     /// 127.A.B.x addresses: A.B fixed per kubelet, x counts pod starts.
     net: (u8, u8),
     next_host: AtomicU32,
-    pods: Mutex<HashMap<String, Running>>,
+    pods: Arc<Mutex<HashMap<String, Running>>>,
+    /// Readiness writes so far (numbers the lags drawn for them).
+    status_writes: AtomicU32,
     http: reqwest::Client,
 }
 
@@ -97,7 +126,8 @@ impl Kubelet {
             opts,
             net,
             next_host: AtomicU32::new(2),
-            pods: Mutex::new(HashMap::new()),
+            pods: Arc::new(Mutex::new(HashMap::new())),
+            status_writes: AtomicU32::new(0),
             http: crate::probe_client(Duration::from_secs(1)),
         })
     }
@@ -402,6 +432,10 @@ impl Kubelet {
         value.to_string()
     }
 
+    fn pods_handle(&self) -> Arc<Mutex<HashMap<String, Running>>> {
+        self.pods.clone()
+    }
+
     /// Readiness from the process's `/readyz`, written to the pod's Ready condition on change.
     async fn probe(&self, name: &str) {
         let (ip, scheme, due) = {
@@ -433,11 +467,26 @@ impl Kubelet {
             (changed, r.restarts)
         };
         if changed {
-            let status = if ready { "True" } else { "False" };
-            let _ = self.api.update_status(&Res::pods(), &self.ns, name, |p| {
-                p["status"]["conditions"] = json!([{"type": "Ready", "status": status}]);
-                p["status"]["containerStatuses"] =
-                    json!([{"name": "node", "ready": ready, "restartCount": restarts}]);
+            let lag = seeded_lag(
+                self.opts.seed,
+                u64::from(self.status_writes.fetch_add(1, Ordering::Relaxed)),
+                self.opts.status_lag,
+            );
+            let (api, ns, name) = (self.api.clone(), self.ns.clone(), name.to_string());
+            let this = self.pods_handle();
+            tokio::spawn(async move {
+                tokio::time::sleep(lag).await;
+                // Written only if still the latest result: a later flip writes its own.
+                let current = this.lock().get(&name).map(|r| r.ready);
+                if current != Some(ready) {
+                    return;
+                }
+                let status = if ready { "True" } else { "False" };
+                let _ = api.update_status(&Res::pods(), &ns, &name, |p| {
+                    p["status"]["conditions"] = json!([{"type": "Ready", "status": status}]);
+                    p["status"]["containerStatuses"] =
+                        json!([{"name": "node", "ready": ready, "restartCount": restarts}]);
+                });
             });
         }
     }

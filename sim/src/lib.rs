@@ -5,6 +5,7 @@
 //! acknowledged-write checker ([`load`]), all put together in [`cluster::SimCluster`].
 
 pub mod apiserver;
+pub mod audit;
 pub mod cluster;
 pub mod kubelet;
 pub mod load;

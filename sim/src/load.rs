@@ -13,6 +13,7 @@ use ringcache_e2e::checker::{Checker, Op, Read, Summary};
 use ringcache_e2e::load::WriteCounters;
 /// Writes issued and how they ended.
 pub use ringcache_e2e::load::WriteStats as LoadStats;
+use ringcache_e2e::nodes::Outcome;
 use ringcache_e2e::resp;
 use tokio::net::TcpStream;
 
@@ -156,9 +157,17 @@ async fn write(s: Shared, w: usize, writes: WriteCounters) {
             Op::Delete => http.delete(url),
         }
         .timeout(REQUEST_TIMEOUT);
-        let ok = req.send().await.is_ok_and(|r| r.status().as_u16() == 204);
+        // Every answer here comes from a node (no proxy in between): a 503 is the cluster
+        // refusing the write, which no planned restart may cause.
+        let outcome = match req.send().await {
+            Ok(r) if r.status().as_u16() == 204 => Outcome::Success,
+            Ok(r) if r.status().as_u16() == 503 => Outcome::NodeUnavailable,
+            Ok(r) => Outcome::NodeError(r.status().as_u16()),
+            Err(_) => Outcome::NoAnswer,
+        };
+        let ok = outcome == Outcome::Success;
         s.checker.finish(&issued, ok);
-        writes.record(ok);
+        writes.record_outcome(outcome, || format!("{key} through {ep}"));
         if !ok {
             // A refused write (503 while a member is marked down) is retried
             // by real clients after a moment; so does this one, with a new op.
@@ -210,16 +219,20 @@ async fn write_resp(s: Shared, w: usize, writes: WriteCounters) {
             Op::Delete => vec![b"DEL", key.as_bytes()],
         };
         let call = c.call(&args);
-        let (ok, reconnect) = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Ok(Ok(resp::Reply::Simple(r))) => (r == "OK", false),
-            Ok(Ok(resp::Reply::Int(_))) => (matches!(op, Op::Delete), false),
-            // An error answer (`-TRYAGAIN` while a member is down): the connection is fine.
-            Ok(Ok(_)) => (false, false),
+        let (outcome, reconnect) = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+            Ok(Ok(resp::Reply::Simple(r))) if r == "OK" => (Outcome::Success, false),
+            Ok(Ok(resp::Reply::Int(_))) if matches!(op, Op::Delete) => (Outcome::Success, false),
+            // `-TRYAGAIN` is the Redis front's 503: the cluster refused; the connection is fine.
+            Ok(Ok(resp::Reply::Error(e))) if e.starts_with("TRYAGAIN") => {
+                (Outcome::NodeUnavailable, false)
+            }
+            Ok(Ok(_)) => (Outcome::NodeError(0), false),
             // No answer: the pod went away; another one next time.
-            _ => (false, true),
+            _ => (Outcome::NoAnswer, true),
         };
+        let ok = outcome == Outcome::Success;
         s.checker.finish(&issued, ok);
-        writes.record(ok);
+        writes.record_outcome(outcome, || format!("{key} over the Redis protocol"));
         if reconnect || rng.below(64) == 0 {
             conn = None;
         }

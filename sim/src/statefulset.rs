@@ -9,10 +9,15 @@
 //!   someone else to.
 //!
 //! A deleted pod is recreated (with the current revision) once the kubelet has removed it.
+//!
+//! Like the real controller, it may act on a change of the StatefulSet's spec some time after
+//! the change ([`Controller::lagging`]): until then it keeps working from the spec it last
+//! acted on, and `status` (`observedGeneration`, `updateRevision`, counts) describes that spec,
+//! so for a moment every pod looks updated to a new template that nothing has rolled out yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -21,17 +26,80 @@ use crate::apiserver::{FakeApi, Res};
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Runs until the returned task is aborted.
-pub fn spawn(api: FakeApi, ns: String) -> tokio::task::JoinHandle<()> {
+pub fn spawn(api: FakeApi, ns: String, mut controller: Controller) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut changed = api.changed();
         loop {
-            sync(&api, &ns);
+            controller.sync(&api, &ns);
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
     })
+}
+
+/// The spec generation the controller acts on, per StatefulSet.
+struct Adopted {
+    generation: Value,
+    spec: Value,
+    /// A newer generation seen, and when the controller gets to it.
+    due: Option<(Value, Instant)>,
+}
+
+/// The controller's memory: which spec it acts on, and how late it acts on a new one.
+pub struct Controller {
+    max_lag: Duration,
+    seed: u64,
+    adopted: HashMap<String, Adopted>,
+}
+
+impl Controller {
+    /// Acts on every change at once.
+    pub fn immediate() -> Controller {
+        Controller::lagging(0, Duration::ZERO)
+    }
+
+    /// Acts on a new spec between 0 and `max_lag` after it appears; the lag of a StatefulSet's
+    /// n-th generation is drawn from `seed` and n, so a run can be repeated.
+    pub fn lagging(seed: u64, max_lag: Duration) -> Controller {
+        Controller {
+            max_lag,
+            seed,
+            adopted: HashMap::new(),
+        }
+    }
+
+    /// One pass over every StatefulSet of `ns`.
+    pub fn sync(&mut self, api: &FakeApi, ns: &str) {
+        for sts in api.list(&Res::stateful_sets(), Some(ns), None) {
+            let Some(name) = sts["metadata"]["name"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let generation = sts["metadata"]["generation"].clone();
+            let a = self.adopted.entry(name).or_insert_with(|| Adopted {
+                generation: generation.clone(),
+                spec: sts["spec"].clone(),
+                due: None,
+            });
+            if a.generation != generation {
+                let now = Instant::now();
+                if a.due.as_ref().is_none_or(|(g, _)| *g != generation) {
+                    let n = generation.as_u64().unwrap_or_default();
+                    let lag = crate::kubelet::seeded_lag(self.seed, n, self.max_lag);
+                    a.due = Some((generation.clone(), now + lag));
+                }
+                if a.due.as_ref().is_some_and(|(_, at)| now >= *at) {
+                    a.generation = generation;
+                    a.spec = sts["spec"].clone();
+                    a.due = None;
+                }
+            }
+            let mut acted = sts.clone();
+            acted["spec"] = a.spec.clone();
+            sync_one(api, ns, &acted, &a.generation);
+        }
+    }
 }
 
 /// The revision name of a pod template: `NAME-<hash>`.
@@ -57,14 +125,13 @@ fn revision(pod: &Value) -> Option<&str> {
     pod["metadata"]["labels"][REVISION_LABEL].as_str()
 }
 
-/// One pass over every StatefulSet of `ns`.
+/// One pass over every StatefulSet of `ns`, acting on each one's current spec.
 pub fn sync(api: &FakeApi, ns: &str) {
-    for sts in api.list(&Res::stateful_sets(), Some(ns), None) {
-        sync_one(api, ns, &sts);
-    }
+    Controller::immediate().sync(api, ns);
 }
 
-fn sync_one(api: &FakeApi, ns: &str, sts: &Value) {
+/// `sts` carries the spec the controller acts on, generation `observed`.
+fn sync_one(api: &FakeApi, ns: &str, sts: &Value, observed: &Value) {
     let Some(name) = sts["metadata"]["name"].as_str() else {
         return;
     };
@@ -127,7 +194,7 @@ fn sync_one(api: &FakeApi, ns: &str, sts: &Value) {
         previous_current
     };
     let status = json!({
-        "observedGeneration": sts["metadata"]["generation"],
+        "observedGeneration": observed,
         "replicas": live.len(),
         "readyReplicas": live.iter().filter(|p| is_ready(p)).count(),
         "updatedReplicas": updated,
@@ -211,6 +278,44 @@ mod tests {
             .filter(|p| !terminating(p))
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_lagging_controller_reports_the_old_revision_until_it_acts_on_the_new_spec() {
+        let api = FakeApi::new();
+        api.create(&Res::stateful_sets(), "ns", sts(2, "OnDelete", "a"))
+            .unwrap();
+        let mut c = Controller::lagging(7, Duration::from_secs(3600));
+        c.sync(&api, "ns");
+        let before = api.get(&Res::stateful_sets(), "ns", "demo").unwrap();
+        let old = before["status"]["updateRevision"].clone();
+        api.update(&Res::stateful_sets(), "ns", "demo", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b")
+        })
+        .unwrap();
+        c.sync(&api, "ns");
+        let s = api.get(&Res::stateful_sets(), "ns", "demo").unwrap();
+        // A lag drawn within an hour is not over yet.
+        assert_eq!(
+            s["status"]["updateRevision"], old,
+            "still the old template's"
+        );
+        assert_eq!(
+            s["status"]["observedGeneration"],
+            before["metadata"]["generation"]
+        );
+        assert_ne!(
+            s["metadata"]["generation"],
+            s["status"]["observedGeneration"]
+        );
+        // The same change, acted on at once.
+        sync(&api, "ns");
+        let s = api.get(&Res::stateful_sets(), "ns", "demo").unwrap();
+        assert_ne!(s["status"]["updateRevision"], old);
+        assert_eq!(
+            s["status"]["observedGeneration"],
+            s["metadata"]["generation"]
+        );
     }
 
     #[test]

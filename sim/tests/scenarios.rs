@@ -9,9 +9,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ringcache_sim::apiserver::Res;
+use ringcache_sim::audit::StatusAudit;
 use ringcache_sim::cluster::SimCluster;
 use ringcache_sim::load::{Load, LoadOptions, LoadStats, verify};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Scenarios run one at a time: each runs three to five node processes and four writers on a
 /// machine with two cores.
@@ -20,6 +22,9 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const READY: Duration = Duration::from_secs(90);
 const ROLLOUT: Duration = Duration::from_secs(180);
 const PRELOAD: usize = 60_000;
+/// How long the operator may take to notice a change before its status must stop claiming
+/// Ready (the StatefulSet controller stand-in lags up to 2 s, far beyond it).
+const AUDIT_GRACE: Duration = Duration::from_millis(750);
 
 /// Runs one scenario on its own runtime, one scenario at a time.
 fn scenario(body: impl std::future::Future<Output = ()>) {
@@ -52,13 +57,78 @@ async fn started(name: &str) -> SimCluster {
     sim
 }
 
-/// A started cluster (`started`) under load seeded with `seed` (`with_load`), and when the load
-/// was started.
-async fn started_under_load(name: &str, seed: u64) -> (SimCluster, Load, Instant) {
+/// A started cluster (`started`) under load seeded with `seed` (`with_load`), when the load
+/// was started, and an audit of its status.
+async fn started_under_load(name: &str, seed: u64) -> (SimCluster, Load, Instant, StatusAudit) {
     let sim = started(name).await;
     let t = Instant::now();
     let load = with_load(&sim, seed).await;
-    (sim, load, t)
+    let audit = StatusAudit::start(sim.api.clone(), name, AUDIT_GRACE);
+    (sim, load, t, audit)
+}
+
+/// Who each pod and member was before a change: pod UIDs and member incarnations.
+struct Before {
+    uids: Vec<(String, Value)>,
+    incarnations: Vec<(String, Option<String>)>,
+}
+
+fn before(sim: &SimCluster) -> Before {
+    let ids: Vec<String> = (0..3).map(|i| format!("{}-{i}", sim.name)).collect();
+    Before {
+        uids: ids
+            .iter()
+            .map(|id| {
+                let uid = pod(sim, id).map_or(Value::Null, |p| p["metadata"]["uid"].clone());
+                (id.clone(), uid)
+            })
+            .collect(),
+        incarnations: ids
+            .iter()
+            .map(|id| (id.clone(), sim.incarnation_of(id)))
+            .collect(),
+    }
+}
+
+/// The StatefulSet's generation once `applied` holds for it (the change to wait out).
+async fn sts_generation_when(
+    sim: &SimCluster,
+    what: &str,
+    applied: impl Fn(&Value) -> bool,
+) -> i64 {
+    sim.wait_for(what, ROLLOUT, |s| {
+        let sts = s.api.get(&Res::stateful_sets(), "sim", &s.name)?;
+        applied(&sts).then(|| sts["metadata"]["generation"].as_i64())?
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// A rollout is over, judged as on a real cluster (e2e does the same): the StatefulSet
+/// controller has observed `generation` (the change's), every pod carries its update revision,
+/// each pod is a new object whose node runs under a new incarnation, and the CacheCluster is
+/// Ready. Never from status the controller has not caught up on.
+async fn wait_rolled(sim: &SimCluster, what: &str, generation: i64, was: &Before) {
+    sim.wait_for(what, ROLLOUT, |s| {
+        let sts = s.api.get(&Res::stateful_sets(), "sim", &s.name)?;
+        let status = &sts["status"];
+        let observed = status["observedGeneration"].as_i64()?;
+        let target = status["updateRevision"].as_str()?;
+        let pods_on_target = was.uids.iter().all(|(id, old_uid)| {
+            pod(s, id).is_some_and(|p| {
+                p["metadata"]["deletionTimestamp"].is_null()
+                    && p["metadata"]["uid"] != *old_uid
+                    && p["metadata"]["labels"]["controller-revision-hash"] == target
+            })
+        });
+        let reincarnated = was.incarnations.iter().all(|(id, old)| {
+            s.incarnation_of(id)
+                .is_some_and(|now| Some(&now) != old.as_ref())
+        });
+        (observed >= generation && pods_on_target && reincarnated && s.is_ready()).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 /// The incarnation each of `pods` reports.
@@ -81,15 +151,6 @@ fn is_ready(pod: &serde_json::Value) -> bool {
 
 fn pod_ready(sim: &SimCluster, name: &str) -> bool {
     pod(sim, name).is_some_and(|p| is_ready(&p))
-}
-
-/// Waits until every pod runs the new template and the cluster is Ready.
-async fn wait_rolled(sim: &SimCluster, what: &str) {
-    sim.wait_for(what, ROLLOUT, |s| {
-        (s.pods_updated() == Some(3) && s.is_ready()).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 /// Waits until the cluster reports phase `Scaling`.
@@ -116,14 +177,25 @@ async fn with_load(sim: &SimCluster, seed: u64) -> Load {
     load
 }
 
-/// Stops the load once the cluster is Ready again, checks every key and prints the result.
-async fn finish(name: &str, sim: &SimCluster, load: Load, started: Instant) {
+/// Stops the load once the cluster is Ready again, checks every key and the audit, and prints
+/// the result.
+/// `planned`: the scenario's only disruption is a restart the operator drives, so no write may be
+/// refused for it.
+async fn finish(
+    name: &str,
+    sim: &SimCluster,
+    load: Load,
+    started: Instant,
+    audit: StatusAudit,
+    planned: bool,
+) {
     sim.wait_ready(ROLLOUT).await.expect("cluster Ready again");
     // Keep writing a moment against the settled cluster, then stop.
     let before = load.stats().acked;
     assert!(load.wait_acked(before + 200, Duration::from_secs(30)).await);
     let (checker, stats, reads): (_, LoadStats, _) = load.stop().await;
     let summary = verify(&checker, sim.endpoints(), Duration::from_secs(20)).await;
+    let lies = audit.stop().await;
     println!(
         "scenario {name}: {summary}; {stats} ({}‰ failed); reads during: {} checked, {} wrong \
          ({} lost, {} stale, {} resurrected), {} failed; in {:.0?}",
@@ -137,6 +209,13 @@ async fn finish(name: &str, sim: &SimCluster, load: Load, started: Instant) {
         started.elapsed()
     );
     assert!(summary.clean(), "{name}: {summary}: {:?}", summary.examples);
+    assert!(lies.is_empty(), "{name}: the status misled: {lies:?}");
+    if planned {
+        assert_eq!(
+            stats.node_503, 0,
+            "{name}: writes refused (503 / -TRYAGAIN) during a planned restart: {stats}"
+        );
+    }
     assert_eq!(
         reads.wrong(),
         0,
@@ -149,50 +228,59 @@ async fn finish(name: &str, sim: &SimCluster, load: Load, started: Instant) {
 #[test]
 fn rollout_restart_of_a_3_node_rf2_cluster_loses_nothing() {
     scenario(async {
-        let (sim, load, t) = started_under_load("rollout", 11).await;
-        // Every pod is replaced: each gets a new incarnation.
-        let before: Vec<Option<String>> = (0..3)
-            .map(|i| sim.incarnation_of(&format!("rollout-{i}")))
-            .collect();
+        let (sim, load, t, audit) = started_under_load("rollout", 11).await;
+        let was = before(&sim);
         sim.rollout_restart().expect("rollout restart");
-        wait_rolled(&sim, "every pod on the new template").await;
-        for (i, old) in before.iter().enumerate() {
-            assert_ne!(
-                &sim.incarnation_of(&format!("rollout-{i}")),
-                old,
-                "rollout-{i} was restarted and recovered under a new incarnation"
-            );
-        }
-        finish("rollout-restart", &sim, load, t).await;
+        let generation = sts_generation_when(&sim, "the restart annotation", |sts| {
+            !sts["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                .is_null()
+        })
+        .await;
+        wait_rolled(
+            &sim,
+            "every pod replaced on the new template",
+            generation,
+            &was,
+        )
+        .await;
+        finish("rollout-restart", &sim, load, t, audit, true).await;
     });
 }
 
 #[test]
 fn image_change_rolls_every_pod_and_loses_nothing() {
     scenario(async {
-        let (sim, load, t) = started_under_load("upgrade", 12).await;
-        sim.patch_spec(json!({"image": "ghcr.io/ringcache/ringcache-node:9.9.9"}))
+        const IMAGE: &str = "ghcr.io/ringcache/ringcache-node:9.9.9";
+        let (sim, load, t, audit) = started_under_load("upgrade", 12).await;
+        let was = before(&sim);
+        sim.patch_spec(json!({ "image": IMAGE }))
             .expect("image change");
-        sim.wait_for("every pod on the new image", ROLLOUT, |s| {
-            let on_new = s
-                .pods()
-                .iter()
-                .filter(|p| {
-                    p["spec"]["containers"][0]["image"] == "ghcr.io/ringcache/ringcache-node:9.9.9"
-                })
-                .count();
-            (on_new == 3 && s.is_ready()).then_some(())
+        // The operator applies the new image into the template: that is the change to roll.
+        let generation = sts_generation_when(&sim, "the new image in the template", |sts| {
+            sts["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
         })
-        .await
-        .expect("upgrade completes");
-        finish("image-change", &sim, load, t).await;
+        .await;
+        wait_rolled(
+            &sim,
+            "every pod replaced on the new image",
+            generation,
+            &was,
+        )
+        .await;
+        let on_new = sim
+            .pods()
+            .iter()
+            .filter(|p| p["spec"]["containers"][0]["image"] == IMAGE)
+            .count();
+        assert_eq!(on_new, 3, "every pod runs the new image");
+        finish("image-change", &sim, load, t, audit, true).await;
     });
 }
 
 #[test]
 fn in_place_process_kills_on_two_pods_lose_nothing() {
     scenario(async {
-        let (sim, load, t) = started_under_load("kill", 13).await;
+        let (sim, load, t, audit) = started_under_load("kill", 13).await;
         let before = incarnations(&sim, &["kill-1", "kill-2"]);
         // The second process dies as soon as the first one's pod is Ready again: the first
         // node must not count as a complete copy before it really is one.
@@ -214,14 +302,14 @@ fn in_place_process_kills_on_two_pods_lose_nothing() {
         })
         .await
         .expect("recovered");
-        finish("kill-in-place-twice", &sim, load, t).await;
+        finish("kill-in-place-twice", &sim, load, t, audit, false).await;
     });
 }
 
 #[test]
 fn two_pods_deleted_back_to_back_lose_nothing() {
     scenario(async {
-        let (sim, load, t) = started_under_load("delete", 14).await;
+        let (sim, load, t, audit) = started_under_load("delete", 14).await;
         let first_uid = pod(&sim, "delete-0").unwrap()["metadata"]["uid"].clone();
         sim.delete_pod("delete-0").expect("delete the first pod");
         // The second goes as soon as the first pod's replacement reports Ready (what a careless
@@ -233,23 +321,29 @@ fn two_pods_deleted_back_to_back_lose_nothing() {
         .await
         .expect("first replacement ready");
         sim.delete_pod("delete-1").expect("delete the second pod");
-        finish("delete-two-back-to-back", &sim, load, t).await;
+        finish("delete-two-back-to-back", &sim, load, t, audit, false).await;
     });
 }
 
 #[test]
 fn operator_restarted_mid_rollout_and_mid_migration_loses_nothing() {
     scenario(async {
-        let (sim, load, t) = started_under_load("opkill", 15).await;
+        let (sim, load, t, audit) = started_under_load("opkill", 15).await;
+        let was = before(&sim);
         // Mid-rollout: once the first pod was replaced.
         sim.rollout_restart().expect("rollout restart");
+        let generation = sts_generation_when(&sim, "the restart annotation", |sts| {
+            !sts["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                .is_null()
+        })
+        .await;
         sim.wait_for("the rollout under way", ROLLOUT, |s| {
             (s.pods_updated().unwrap_or(0) >= 1).then_some(())
         })
         .await
         .expect("rollout started");
         sim.restart_operator().expect("operator restart");
-        wait_rolled(&sim, "rollout done").await;
+        wait_rolled(&sim, "rollout done", generation, &was).await;
         // Mid-migration: scale to 5, restart the operator once the pending table is written.
         sim.patch_spec(json!({"replicas": 5})).expect("scale up");
         sim.wait_for("a migration in progress", ROLLOUT, |s| {
@@ -266,7 +360,7 @@ fn operator_restarted_mid_rollout_and_mid_migration_loses_nothing() {
         sim.patch_spec(json!({"replicas": 3})).expect("scale down");
         wait_scaling(&sim, "the scale-down migration in progress").await;
         sim.restart_operator().expect("operator restart");
-        finish("operator-restarts", &sim, load, t).await;
+        finish("operator-restarts", &sim, load, t, audit, false).await;
     });
 }
 
@@ -290,6 +384,7 @@ fn scale_out_and_in_with_tls_loses_nothing() {
         sim.preload(PRELOAD / 3).await.expect("preload over HTTPS");
         let t = Instant::now();
         let load = with_load(&sim, 16).await;
+        let audit = StatusAudit::start(sim.api.clone(), "tls", AUDIT_GRACE);
         // Scaling with TLS is quick here; let the writers cover their keys first.
         assert!(load.wait_acked(3_000, Duration::from_secs(60)).await);
         // Migration pulls, replication and the operator's calls all run over HTTPS.
@@ -299,6 +394,6 @@ fn scale_out_and_in_with_tls_loses_nothing() {
         sim.rotate_certificate().expect("certificate renewed");
         sim.patch_spec(json!({"replicas": 3})).expect("scale down");
         wait_scaling(&sim, "the scale-down under way").await;
-        finish("tls-scale-out-and-in", &sim, load, t).await;
+        finish("tls-scale-out-and-in", &sim, load, t, audit, false).await;
     });
 }
