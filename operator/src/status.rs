@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use ringcache_ring::{MemberState, RingDoc};
 
 use crate::build::selector_string;
-use crate::decide::{Action, Decision};
+use crate::decide::{Action, Decision, Progress};
 use crate::members::Transition;
 use crate::observed::{PodObs, StsObs};
 use crate::types::{CacheClusterStatus, MemberStatus, MigrationStatus, Phase};
@@ -130,23 +130,7 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
     };
 
     let migration = match &inp.decision.action {
-        Action::WaitMigration(p) => Some(MigrationStatus {
-            from_replicas: p.from_replicas as i32,
-            to_replicas: p.to_replicas as i32,
-            epoch: p.epoch as i64,
-            partitions_done: p.partitions_done as i64,
-            partitions_total: p.partitions_total as i64,
-            bytes_moved: p.bytes as i64,
-            // The start of this migration (same pending epoch, not finished), never an earlier
-            // one's.
-            started: inp
-                .previous
-                .and_then(|s| s.migration.as_ref())
-                .filter(|m| m.epoch == p.epoch as i64 && m.finished.is_none())
-                .and_then(|m| m.started.clone())
-                .or_else(|| Some(inp.now.to_string())),
-            finished: None,
-        }),
+        Action::WaitMigration(p) => Some(migration_record(inp, p, false)),
         Action::StartMigration {
             ring,
             from_replicas,
@@ -165,24 +149,7 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         // From the target owners' final reports, not from an earlier pass's status: a quick
         // migration may finish before any pass saw it under way, and the status this pass
         // started from may predate the one that recorded its start.
-        Action::Commit { progress: p, .. } => {
-            let previous = inp
-                .previous
-                .and_then(|s| s.migration.as_ref())
-                .filter(|m| m.epoch == p.epoch as i64);
-            Some(MigrationStatus {
-                from_replicas: p.from_replicas as i32,
-                to_replicas: p.to_replicas as i32,
-                epoch: p.epoch as i64,
-                partitions_done: p.partitions_done as i64,
-                partitions_total: p.partitions_total as i64,
-                bytes_moved: p.bytes as i64,
-                started: previous
-                    .and_then(|m| m.started.clone())
-                    .or_else(|| Some(inp.now.to_string())),
-                finished: Some(inp.now.to_string()),
-            })
-        }
+        Action::Commit { progress: p, .. } => Some(migration_record(inp, p, true)),
         _ => inp
             .previous
             .and_then(|s| s.migration.clone())
@@ -243,6 +210,28 @@ pub fn build_status(inp: &StatusInputs<'_>) -> CacheClusterStatus {
         updated_replicas,
         under_replicated_partitions: ring.map_or(0, under_replicated) as i32,
         conditions,
+    }
+}
+
+/// `status.migration` for the migration `p` reports on. Its start is the one recorded for the
+/// same pending epoch (before it finished, unless this is the commit), never an earlier
+/// migration's; without one, now.
+fn migration_record(inp: &StatusInputs<'_>, p: &Progress, finished: bool) -> MigrationStatus {
+    let started = inp
+        .previous
+        .and_then(|s| s.migration.as_ref())
+        .filter(|m| m.epoch == p.epoch as i64 && (finished || m.finished.is_none()))
+        .and_then(|m| m.started.clone())
+        .or_else(|| Some(inp.now.to_string()));
+    MigrationStatus {
+        from_replicas: p.from_replicas as i32,
+        to_replicas: p.to_replicas as i32,
+        epoch: p.epoch as i64,
+        partitions_done: p.partitions_done as i64,
+        partitions_total: p.partitions_total as i64,
+        bytes_moved: p.bytes as i64,
+        started,
+        finished: finished.then(|| inp.now.to_string()),
     }
 }
 
@@ -520,7 +509,6 @@ fn transition_event(t: &Transition) -> EventSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::Progress;
     use crate::ringdoc;
     use crate::validate::SpecError;
 
