@@ -4,20 +4,25 @@
 //! with hyper; on shutdown stops accepting and lets in-flight requests finish (bounded by
 //! `drain_timeout`).
 
+mod head;
+mod idle_body;
+
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
-use tower_http::timeout::TimeoutBody;
 
 use crate::metrics::Metrics;
 use crate::tls::TlsServer;
@@ -43,15 +48,19 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, over TLS when `tls` is given.
-pub async fn serve(
+/// Serves `app` (an axum `Router`, or the node's `http::App`) on `listener` until
+/// `shutdown` resolves, over TLS when `tls` is given.
+pub async fn serve<A>(
     listener: TcpListener,
-    app: axum::Router,
+    app: A,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
     tls: Option<TlsServer>,
     metrics: Option<Arc<Metrics>>,
-) {
+) where
+    A: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    A::Future: Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -119,24 +128,36 @@ pub async fn accept(
     }
 }
 
-async fn serve_connection<S>(
+async fn serve_connection<S, A>(
     stream: S,
-    app: axum::Router,
+    app: A,
     limits: &Limits,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    A::Future: Send + 'static,
 {
     let idle = limits.body_idle_timeout;
+    let clock = head::HeadClock::new();
+    let conn_clock = clock.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let req = req.map(|b| axum::body::Body::new(TimeoutBody::new(idle, b)));
-        app.clone().oneshot(req)
+        clock.busy();
+        let req = req.map(|b| axum::body::Body::new(idle_body::IdleBody::new(b, idle)));
+        let answer = app.clone().oneshot(req);
+        let clock = clock.clone();
+        async move {
+            let resp = answer.await?;
+            Ok::<_, Infallible>(head::DoneBody::wrap(resp, clock))
+        }
     });
+    // No hyper header timeout (and so no timer): `head` keeps the deadline per connection.
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let conn = http.serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    http.header_read_timeout(None);
+    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+    match head::HeadDeadline::new(conn, conn_clock, limits.header_read_timeout).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        None => tracing::debug!("no request headers within the header read timeout: closed"),
     }
 }

@@ -5,7 +5,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::cluster::node::{Node, SharedNode};
 use crate::cluster::peer::HttpPeers;
 use crate::config::NodeConfig;
-use crate::http::router;
 use crate::tls::{TlsClient, TlsServer};
 use anyhow::Context;
 use ringcache_ring::RingDoc;
@@ -196,7 +195,7 @@ pub async fn serve(
     let metrics = state.metrics.clone();
     crate::serve::serve(
         listener,
-        router(state),
+        crate::http::app(state),
         shutdown,
         limits,
         tls,

@@ -47,17 +47,21 @@ fn unauthorized() -> Response {
 /// `/v1/*` with `--auth-token-file`: the client token, or the internal token (a peer forwarding
 /// a request it already authenticated: the client's own token never leaves the node it reached).
 pub async fn public(State(s): State<SharedNode>, req: Request, next: Next) -> Response {
-    if let Some(token) = s.auth_token.as_deref() {
-        let client = bearer(&req).is_some_and(|b| same(b, token));
-        let peer = s
-            .internal_token
-            .as_deref()
-            .is_some_and(|t| internal_token(&req).is_some_and(|b| same(b, t)));
-        if !client && !peer {
-            return unauthorized();
-        }
+    if let Some(denied) = public_denied(&s, &req) {
+        return denied;
     }
     next.run(req).await
+}
+
+/// The answer to a `/v1/*` request without a valid token (None: it may go on).
+pub fn public_denied(s: &SharedNode, req: &Request) -> Option<Response> {
+    let token = s.auth_token.as_deref()?;
+    let client = bearer(req).is_some_and(|b| same(b, token));
+    let peer = s
+        .internal_token
+        .as_deref()
+        .is_some_and(|t| internal_token(req).is_some_and(|b| same(b, t)));
+    (!client && !peer).then(unauthorized)
 }
 
 pub async fn internal(State(s): State<SharedNode>, req: Request, next: Next) -> Response {

@@ -8,6 +8,7 @@ mod body;
 pub mod error;
 mod internal;
 mod keys;
+mod names;
 mod track;
 
 pub use batch::{BatchResponse, MAX_BATCH_OPS, OpResult};
@@ -16,8 +17,9 @@ pub use keys::{check_key, check_ttl};
 
 use crate::metrics::{ROUTES, Route};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::from_fn_with_state;
+use axum::response::Response;
 use axum::routing::{MethodRouter, any, delete, get, post, put};
 
 pub use crate::cluster::node::{Node, SharedNode};
@@ -35,11 +37,15 @@ enum Access {
 /// The handler of `route` (with its body limit) and who may call it; `None` for the fallback.
 /// The match is exhaustive: a new [`Route`] does not compile without its handler here.
 fn endpoint(route: Route, max_value_size: u64) -> Option<(MethodRouter<SharedNode>, Access)> {
-    let value_limit = DefaultBodyLimit::max(max_value_size.min(usize::MAX as u64) as usize);
     let batch_limit = DefaultBodyLimit::max(body::batch_body_limit(max_value_size));
     Some(match route {
+        // GET/PUT/DELETE of a key are answered by `direct` before the router (with the same
+        // client token check); the router answers the rest of this path (HEAD, other methods).
+        // A layer added to these three routes would not apply to them.
         Route::KeyGet => (get(keys::get), Access::Client),
-        Route::KeyPut => (put(keys::put).layer(value_limit), Access::Client),
+        // No `DefaultBodyLimit` layer: the handler reads the raw body within the value limit
+        // itself, and a layer would box this route's service once more per request.
+        Route::KeyPut => (put(keys::put), Access::Client),
         Route::KeyDelete => (delete(keys::delete), Access::Client),
         Route::KeyEmpty => (any(keys::empty_key), Access::Client),
         Route::Batch => (post(batch::batch).layer(batch_limit), Access::Client),
@@ -69,9 +75,62 @@ fn endpoint(route: Route, max_value_size: u64) -> Option<(MethodRouter<SharedNod
     })
 }
 
-/// The API, built from the route table of [`crate::metrics::ROUTES`] (so every route has its
-/// metrics label), with the token checks of each group and the tracking layer on everything.
+/// The API as served: the routes of [`ROUTES`] (so every route has its metrics label), with the
+/// token checks of each group, under the tracking layer (metrics, epoch exchange), which wraps
+/// the router once as a whole and answers the key routes itself ([`direct`]).
+pub type App = track::Track<Router>;
+
+pub fn app(state: SharedNode) -> App {
+    track::Track::new(routes(state.clone()), state)
+}
+
+/// [`app`] as an axum `Router` (its only service), for callers that want one (tests, tools).
 pub fn router(state: SharedNode) -> Router {
+    Router::new().fallback_service(app(state))
+}
+
+/// The future of a request answered without the router.
+type Direct = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// `GET/PUT/DELETE /v1/keys/{key}`, nearly all requests, answered by their handlers without the
+/// router: the tracking layer has already matched the route by method and path (for its
+/// label), and the router would match it again, then copy the path parameter, record the
+/// matched path and clone the route's boxed handler, allocating for each. Nothing of that is
+/// used: the handlers read the key from the path, and hyper writes the `content-length` the
+/// router's answer would have carried. Any other request (HEAD, a method the route does not
+/// serve, ...) goes to the router, which answers as before.
+fn direct(route: Route) -> Option<fn(SharedNode, Request) -> Direct> {
+    use axum::response::IntoResponse;
+    Some(match route {
+        Route::KeyGet => |s, req| {
+            Box::pin(async move {
+                match auth::public_denied(&s, &req) {
+                    Some(denied) => denied,
+                    None => keys::get(State(s), req).await,
+                }
+            })
+        },
+        Route::KeyPut => |s, req| {
+            Box::pin(async move {
+                match auth::public_denied(&s, &req) {
+                    Some(denied) => denied,
+                    None => keys::put(State(s), req).await.into_response(),
+                }
+            })
+        },
+        Route::KeyDelete => |s, req| {
+            Box::pin(async move {
+                match auth::public_denied(&s, &req) {
+                    Some(denied) => denied,
+                    None => keys::delete(State(s), req).await.into_response(),
+                }
+            })
+        },
+        _ => return None,
+    })
+}
+
+fn routes(state: SharedNode) -> Router {
     let (mut public, mut internal, mut open) = (Router::new(), Router::new(), Router::new());
     for (route, _, path) in ROUTES {
         let Some((handler, access)) = endpoint(route, state.max_value_size) else {
@@ -93,9 +152,6 @@ pub fn router(state: SharedNode) -> Router {
         .merge(internal)
         .merge(open)
         .fallback(admin::not_found)
-        .layer(track::TrackLayer {
-            state: state.clone(),
-        })
         .with_state(state)
 }
 
@@ -105,6 +161,90 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request};
     use tower::ServiceExt;
+
+    /// The route of a request, as the tracking layer classifies it from method and path before
+    /// routing, is the one axum's router matches (its `MatchedPath`) for a set of awkward paths.
+    #[tokio::test]
+    async fn classification_agrees_with_the_router() {
+        use axum::extract::MatchedPath;
+        use axum::http::Method;
+        let mut matcher = Router::new();
+        let mut seen = std::collections::HashSet::new();
+        for (_, _, path) in ROUTES {
+            if path != "other" && seen.insert(path) {
+                matcher = matcher.route(
+                    path,
+                    // In a header: HEAD answers have no body.
+                    any(|p: Option<MatchedPath>| async move {
+                        [(
+                            "x-matched",
+                            p.map(|p| p.as_str().to_string()).unwrap_or_default(),
+                        )]
+                    }),
+                );
+            }
+        }
+        let matcher = matcher.fallback(|| async { [("x-matched", "")] });
+        let paths = [
+            "/v1/keys/a",
+            "/v1/keys/a%2Fb",
+            "/v1/keys/%",
+            "/v1/keys/a/b",
+            "/v1/keys/",
+            "/v1/keys",
+            "/v1/keys//",
+            "/v1/keys/a/",
+            "/v1/batch",
+            "/v1/batch/",
+            "/v1/ring",
+            "/v1/stats",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/internal/v1/ring",
+            "/internal/v1/get",
+            "/internal/v1/migration",
+            "/internal/v1/abort",
+            "/internal/v1/partitions/3",
+            "/internal/v1/partitions/",
+            "/internal/v1/partitions/3/4",
+            "/internal/v1/apply",
+            "/internal/v1/op",
+            "/",
+            "/V1/keys/a",
+            "/nope",
+        ];
+        for path in paths {
+            for method in [
+                Method::GET,
+                Method::PUT,
+                Method::POST,
+                Method::DELETE,
+                Method::HEAD,
+            ] {
+                let resp = matcher
+                    .clone()
+                    .oneshot(
+                        Request::builder()
+                            .method(method.clone())
+                            .uri(path)
+                            .body(Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let matched = resp.headers()["x-matched"].to_str().unwrap();
+                // What the metrics layer did with the router's match before.
+                let want = ROUTES
+                    .iter()
+                    .find(|(_, m, p)| {
+                        !matched.is_empty() && *p == matched && (*m == method.as_str() || *m == "*")
+                    })
+                    .map_or(Route::Other, |(r, _, _)| *r);
+                assert_eq!(Route::of(&method, path), want, "{method} {path}");
+            }
+        }
+    }
 
     /// Every route of the table is served by the router and counted under its own label (not
     /// `other`), and a path outside the table is counted as `other`.

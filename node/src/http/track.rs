@@ -1,39 +1,33 @@
-//! The one layer on every route, written as a plain tower `Layer` rather than
-//! `middleware::from_fn` (which boxes a future and clones the inner service per request; the
-//! benchmark profile showed both). It counts and times each request by route template and
-//! status, and exchanges ring epochs with peers: a request carrying a newer epoch makes this node
-//! fetch that peer's ring, and the answer carries this node's epoch back.
+//! The one layer around the whole router, written as a plain tower `Service` rather than
+//! `middleware::from_fn` (which boxes a future and clones the inner service per request) and
+//! wrapped around the router as a whole rather than added with `Router::layer` (which wraps
+//! every route in two more boxed services, each cloned and allocated per request; the
+//! benchmark profiles showed both). It counts and times each request by route template and
+//! status, and exchanges ring epochs with peers: a request carrying a newer epoch makes this
+//! node fetch that peer's ring, and the answer carries this node's epoch back. Having matched
+//! the route, it hands the key routes straight to their handlers (`super::direct`).
 
+use super::names::{self, EPOCH, ORIGIN};
 use crate::cluster::node::SharedNode;
 use crate::metrics::Route;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::response::Response;
-use ringcache_common::protocol::{EPOCH_HEADER as EPOCH, ORIGIN_HEADER as ORIGIN};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 #[derive(Clone)]
-pub struct TrackLayer {
-    pub state: SharedNode,
-}
-
-impl<S> tower::Layer<S> for TrackLayer {
-    type Service = Track<S>;
-    fn layer(&self, inner: S) -> Track<S> {
-        Track {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
 pub struct Track<S> {
     inner: S,
     state: SharedNode,
+}
+
+impl<S> Track<S> {
+    pub fn new(inner: S, state: SharedNode) -> Track<S> {
+        Track { inner, state }
+    }
 }
 
 impl<S> tower::Service<Request> for Track<S>
@@ -49,37 +43,47 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = Route::classify(
-            req.method(),
-            req.extensions().get::<MatchedPath>().map(|p| p.as_str()),
-        );
-        let peer_epoch = req
-            .headers()
-            .get(EPOCH)
+        let start = Instant::now();
+        let route = Route::of(req.method(), req.uri().path());
+        let peer_epoch = names::get(req.headers(), &EPOCH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if peer_epoch.is_some() {
-            let origin = req
-                .headers()
-                .get(ORIGIN)
+            let origin = names::get(req.headers(), &ORIGIN)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             crate::cluster::observe_epoch(&self.state, peer_epoch, origin);
         }
+        let inner = match super::direct(route) {
+            Some(handler) => Inner::Direct {
+                answer: handler(self.state.clone(), req),
+            },
+            None => Inner::Routed {
+                future: self.inner.call(req),
+            },
+        };
         TrackFuture {
-            inner: self.inner.call(req),
+            inner,
             state: self.state.clone(),
             route,
-            start: Instant::now(),
+            start,
             answer_epoch: peer_epoch.is_some(),
         }
     }
 }
 
 pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Routed { #[pin] future: F },
+        Direct { answer: super::Direct },
+    }
+}
+
+pin_project_lite::pin_project! {
     pub struct TrackFuture<F> {
         #[pin]
-        inner: F,
+        inner: Inner<F>,
         state: SharedNode,
         route: Route,
         start: Instant,
@@ -95,7 +99,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut resp = match this.inner.poll(cx) {
+        let polled = match this.inner.project() {
+            InnerProj::Routed { future } => future.poll(cx),
+            InnerProj::Direct { answer } => answer.as_mut().poll(cx).map(Ok),
+        };
+        let mut resp = match polled {
             Poll::Ready(Ok(r)) => r,
             other => return other,
         };
@@ -104,7 +112,7 @@ where
             .record(*this.route, resp.status().as_u16(), this.start.elapsed());
         if *this.answer_epoch {
             resp.headers_mut()
-                .insert(EPOCH, HeaderValue::from(this.state.ring.epoch()));
+                .insert(EPOCH.clone(), HeaderValue::from(this.state.ring.epoch()));
         }
         Poll::Ready(Ok(resp))
     }
