@@ -672,6 +672,25 @@ mod tests {
         assert_eq!(cond(&s, COND_PROGRESSING).status, "True");
     }
 
+    /// The commit of a 3 → 5 migration of pending epoch `epoch` whose target owners reported
+    /// `partitions` pulled of `partitions` and `bytes` moved.
+    fn commit_3_to_5(r: &RingDoc, epoch: u64, partitions: u64, bytes: u64) -> Action {
+        Action::Commit {
+            ring: r.clone(),
+            from_replicas: 3,
+            to_replicas: 5,
+            progress: Progress {
+                from_replicas: 3,
+                to_replicas: 5,
+                epoch,
+                partitions_done: partitions,
+                partitions_total: partitions,
+                bytes,
+                waiting_for: vec![],
+            },
+        }
+    }
+
     #[test]
     fn finished_migration_stays_visible_until_the_next_one() {
         let r = up_ring(5);
@@ -686,20 +705,7 @@ mod tests {
             }),
             ..CacheClusterStatus::default()
         };
-        let commit = Action::Commit {
-            ring: r.clone(),
-            from_replicas: 3,
-            to_replicas: 5,
-            progress: Progress {
-                from_replicas: 3,
-                to_replicas: 5,
-                epoch: 0,
-                partitions_done: 20,
-                partitions_total: 20,
-                bytes: 999,
-                waiting_for: vec![],
-            },
-        };
+        let commit = commit_3_to_5(&r, 0, 20, 999);
         let committed = status_for(commit, Some(&r), Some(&running));
         let m = committed.migration.clone().expect("kept at commit");
         assert_eq!((m.from_replicas, m.to_replicas), (3, 5));
@@ -718,36 +724,16 @@ mod tests {
         // The status this pass started from knows nothing of the migration (it finished before
         // any pass polled it, or the start's status write was not seen yet).
         let r = up_ring(5);
-        let commit = Action::Commit {
-            ring: r.clone(),
-            from_replicas: 3,
-            to_replicas: 5,
-            progress: Progress {
-                from_replicas: 3,
-                to_replicas: 5,
-                epoch: 6,
-                partitions_done: 410,
-                partitions_total: 410,
-                bytes: 1 << 20,
-                waiting_for: vec![],
-            },
-        };
+        let commit = commit_3_to_5(&r, 6, 410, 1 << 20);
         let s = status_for(commit, Some(&r), None);
-        let m = s.migration.expect("a record of the migration");
+        let m = s.migration.clone().expect("a record of the migration");
         assert_eq!((m.from_replicas, m.to_replicas, m.epoch), (3, 5, 6));
         assert_eq!((m.partitions_done, m.partitions_total), (410, 410));
         assert_eq!(m.bytes_moved, 1 << 20);
         assert!(m.started.is_some() && m.finished.is_some());
         // Kept after the commit, until the next migration starts.
-        let steady = status_for(Action::Steady, Some(&r), Some(&s_with(m.clone())));
+        let steady = status_for(Action::Steady, Some(&r), Some(&s));
         assert_eq!(steady.migration, Some(m));
-    }
-
-    fn s_with(m: MigrationStatus) -> CacheClusterStatus {
-        CacheClusterStatus {
-            migration: Some(m),
-            ..CacheClusterStatus::default()
-        }
     }
 
     #[test]
