@@ -26,6 +26,9 @@ impl Migration {
                 self.from_replicas, self.to_replicas
             ));
         }
+        if self.started.is_none() {
+            return Some("started is not set".into());
+        }
         if self.finished.is_none() {
             return Some("finished is not set".into());
         }
@@ -313,6 +316,11 @@ mod tests {
             ..m.clone()
         };
         assert!(running.incomplete_for(3, 5).is_some(), "not finished");
+        let unstarted = Migration {
+            started: None,
+            ..m.clone()
+        };
+        assert!(unstarted.incomplete_for(3, 5).is_some(), "no start time");
         let empty = Migration {
             partitions_done: 0,
             partitions_total: 0,

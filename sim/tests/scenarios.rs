@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ringcache_e2e::status::{Migration, Status};
 use ringcache_sim::apiserver::Res;
 use ringcache_sim::audit::StatusAudit;
 use ringcache_sim::cluster::SimCluster;
@@ -160,6 +161,61 @@ async fn wait_scaling(sim: &SimCluster, what: &str) {
     })
     .await
     .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// Waits for Ready after a `from` → `to` scale requested at ring epoch `epoch_before`, and
+/// checks the migration record the Ready status carries, read after the fact as e2e reads it (a
+/// fast migration may never be sampled while it runs): `from` → `to`, started and finished,
+/// every counted partition done and at least one counted (`Migration::incomplete_for`), bytes
+/// moved (the cluster holds preloaded data, so the new owners pull some), and the record's
+/// pending epoch after `epoch_before` and no later than the ring's. Every record seen on the
+/// way must count no more partitions done than its total. Returns the record.
+async fn scaled(sim: &SimCluster, from: u64, to: u64, epoch_before: u64) -> Migration {
+    let what = format!("Ready after scaling {from}→{to}");
+    let mut seen: Vec<Migration> = Vec::new();
+    sim.wait_for(&what, ROLLOUT, |s| {
+        if let Some(m) = Status::of(&s.cache_cluster()).migration
+            && seen.last() != Some(&m)
+        {
+            seen.push(m);
+        }
+        s.is_ready().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let cc = sim.cache_cluster();
+    let status = Status::of(&cc);
+    if let Some(why) = status.migration_incomplete(from, to) {
+        panic!("scale {from}→{to} reached Ready, but {why}; records seen on the way: {seen:?}");
+    }
+    let record = status.migration.clone().unwrap_or_default();
+    assert!(
+        record.bytes_moved > 0,
+        "scale {from}→{to}: no bytes moved though the cluster holds data: {record:?}"
+    );
+    let record_epoch = cc["status"]["migration"]["epoch"].as_u64().unwrap_or(0);
+    assert!(
+        epoch_before < record_epoch && record_epoch <= status.ring_epoch,
+        "scale {from}→{to}: the record's epoch {record_epoch} is not of a migration started \
+         after epoch {epoch_before} and committed by epoch {}",
+        status.ring_epoch
+    );
+    assert!(
+        seen.iter().all(|m| m.partitions_done <= m.partitions_total),
+        "scale {from}→{to}: progress beyond its total: {seen:?}"
+    );
+    println!(
+        "scale {from}→{to}: status.migration once Ready: {record:?} (epoch {record_epoch}, ring \
+         epoch {epoch_before}→{}); {} distinct records seen on the way",
+        status.ring_epoch,
+        seen.len()
+    );
+    record
+}
+
+/// The ring epoch the CacheCluster's status reports.
+fn ring_epoch(sim: &SimCluster) -> u64 {
+    Status::of(&sim.cache_cluster()).ring_epoch
 }
 
 async fn with_load(sim: &SimCluster, seed: u64) -> Load {
@@ -387,13 +443,17 @@ fn scale_out_and_in_with_tls_loses_nothing() {
         let audit = StatusAudit::start(sim.api.clone(), "tls", AUDIT_GRACE);
         // Scaling with TLS is quick here; let the writers cover their keys first.
         assert!(load.wait_acked(3_000, Duration::from_secs(60)).await);
-        // Migration pulls, replication and the operator's calls all run over HTTPS.
+        // Migration pulls, replication and the operator's calls all run over HTTPS. Each scale
+        // leaves its migration record in status (issue 16), checked once Ready.
+        let epoch = ring_epoch(&sim);
         sim.patch_spec(json!({"replicas": 5})).expect("scale up");
-        sim.wait_ready(ROLLOUT).await.expect("scaled to 5");
+        scaled(&sim, 3, 5, epoch).await;
         // cert-manager renews the certificate: nodes pick the new files up in place.
         sim.rotate_certificate().expect("certificate renewed");
+        let epoch = ring_epoch(&sim);
         sim.patch_spec(json!({"replicas": 3})).expect("scale down");
         wait_scaling(&sim, "the scale-down under way").await;
+        scaled(&sim, 5, 3, epoch).await;
         finish("tls-scale-out-and-in", &sim, load, t, audit, false).await;
     });
 }
