@@ -137,7 +137,8 @@ wait_ready() { # name pid http-addr
 declare -A URL
 if [ "$want_redis" = 1 ]; then
   port=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  # --dir: the suite runs BGSAVE; its dump.rdb goes to the run directory, not the checkout.
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir "$RUN" \
     --enable-debug-command local >"$RUN/redis.server.log" 2>&1 &
   PIDS+=($!)
   wait_ping redis "$!" "$port"
