@@ -13,8 +13,8 @@
 # up; --resp-listen each) on free 127.0.0.1 ports, then runs, once per target,
 #   pytest tests/<FILES> --redis-url=redis://127.0.0.1:PORT/0 --protocol=$PROTOCOL \
 #          -m "not onlycluster and not redismod and not ssl" --timeout=$TEST_TIMEOUT --junit-xml=…
-# from the unpacked sdist (ringcache: PORT is the first node's RESP port; the others own most keys
-# and get them forwarded). EXTRA=1 adds test_lock.py, test_scripting.py and test_pubsub.py.
+# from the unpacked sdist (ringcache: PORT is the first node's RESP port; it is the first owner of a
+# third of the partitions, so most read-modify-write commands and a third of the reads are forwarded). EXTRA=1 adds test_lock.py, test_scripting.py and test_pubsub.py.
 # Prints compat/summarize.py's Markdown: per file passed/failed/skipped on each target ("failed"
 # counts a failure or error in any phase, fixture teardown included), the tests that pass on
 # redis-server and fail on ringcache, the commands ringcache answered "unknown command" to, and
