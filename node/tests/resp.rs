@@ -522,3 +522,45 @@ async fn a_pipeline_is_answered_whole_and_hostile_requests_are_refused() {
     })
     .await;
 }
+
+/// What clients read before anything else: redis-py's test suite refuses to start without
+/// `arch_bits` and `cluster_enabled`, and rate limiters take the server's clock from `TIME`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_and_the_info_fields_clients_read_first() {
+    let rc = resp_cluster("resp-info", 1, &[]).await;
+    let mut c = rc.conn(0);
+    blocking(move || {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (before..=after).contains(&secs),
+            "{before} <= {secs} <= {after}"
+        );
+        assert!(micros < 1_000_000, "microseconds {micros}");
+        assert!(err_text(redis::cmd("TIME").arg("x").query::<()>(&mut c)).contains("wrong number"));
+
+        let all: String = redis::cmd("INFO").query(&mut c).unwrap();
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_string))
+        };
+        assert_eq!(field(&all, "arch_bits"), Some(usize::BITS.to_string()));
+        assert_eq!(field(&all, "cluster_enabled").as_deref(), Some("0"));
+        assert_eq!(field(&all, "os").as_deref(), Some(std::env::consts::OS));
+        let cluster: String = redis::cmd("INFO").arg("cluster").query(&mut c).unwrap();
+        assert!(cluster.starts_with("# Cluster"), "{cluster}");
+        assert_eq!(
+            field(&cluster, "arch_bits"),
+            None,
+            "only the section asked for"
+        );
+    })
+    .await;
+}

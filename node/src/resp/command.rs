@@ -195,6 +195,7 @@ static COMMANDS: &[Spec] = &[
     spec!("SETEX", 4, First, true, |x, a| set_ex(x, a, 1_000)),
     spec!("SETNX", 3, First, true, setnx),
     spec!("STRLEN", 2, First, false, strlen),
+    spec!("TIME", 1, None, false, time),
     spec!("TTL", 2, First, false, |x, a| ttl(x, a, true)),
     spec!("TYPE", 2, First, false, type_of),
     spec!("UNLINK", -2, All, true, del),
@@ -1016,6 +1017,20 @@ fn command(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 /// Live keys held by this node (a node of a cluster also holds replica copies).
 fn dbsize(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
     reply::int(x.out, x.s.engine.stats().items as i64);
+    Reply::Now
+}
+
+/// `TIME`: this node's clock, seconds and microseconds (what clients use to compute
+/// `EXPIREAT` times and rate windows).
+fn time(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs().to_string();
+    let micros = now.subsec_micros().to_string();
+    reply::array(x.out, 2);
+    reply::bulk(x.out, secs.as_bytes());
+    reply::bulk(x.out, micros.as_bytes());
     Reply::Now
 }
 

@@ -30,8 +30,10 @@ pub fn render(s: &SharedNode, wanted: &[String]) -> String {
     if want("server") {
         let _ = write!(
             o,
-            "# Server\r\nredis_version:7.0.0\r\nringcache_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\nrun_id:{}\r\n\r\n",
+            "# Server\r\nredis_version:7.0.0\r\nringcache_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            usize::BITS,
             std::process::id(),
             s.ring.completeness().incarnation(),
         );
@@ -79,6 +81,11 @@ pub fn render(s: &SharedNode, wanted: &[String]) -> String {
             view.doc.members.len(),
             view.doc.replication_factor,
         );
+    }
+    // Clients (redis-py among them) read `cluster_enabled` to choose their protocol: the RESP
+    // front routes every key itself, so it is not a Redis Cluster endpoint.
+    if want("cluster") {
+        let _ = write!(o, "# Cluster\r\ncluster_enabled:0\r\n\r\n");
     }
     if want("keyspace") {
         let _ = write!(o, "# Keyspace\r\n");
