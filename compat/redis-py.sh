@@ -109,30 +109,24 @@ trap 'exit 130' INT TERM
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-wait_ping() { # name pid port
-  local deadline=$((SECONDS + 30))
-  until [ "$(redis-cli -h 127.0.0.1 -p "$3" PING 2>/dev/null)" = PONG ]; do
-    if ! kill -0 "$2" 2>/dev/null; then
-      echo "$1 exited before answering PING on port $3; its log:" >&2
-      tail -n 20 "$RUN/$1.server.log" >&2
+# Waits (30 s at most) until the probe command succeeds; fails at once if PID exits first.
+wait_for() { # name pid what probe...
+  local name=$1 pid=$2 what=$3 deadline=$((SECONDS + 30))
+  shift 3
+  until "$@" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited before $what; its log:" >&2
+      tail -n 20 "$RUN/$name.server.log" >&2
       exit 1
     fi
-    if [ "$SECONDS" -ge "$deadline" ]; then echo "$1 did not answer PING on port $3 within 30 s" >&2; exit 1; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then echo "$name: not $what within 30 s" >&2; exit 1; fi
     sleep 0.1
   done
 }
-wait_ready() { # name pid http-addr
-  local deadline=$((SECONDS + 30))
-  until python3 -c 'import sys, urllib.request; urllib.request.urlopen(f"http://{sys.argv[1]}/readyz", timeout=1)' "$3" 2>/dev/null; do
-    if ! kill -0 "$2" 2>/dev/null; then
-      echo "$1 exited before it was ready; its log:" >&2
-      tail -n 20 "$RUN/$1.server.log" >&2
-      exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then echo "$1 not ready (GET /readyz) within 30 s" >&2; exit 1; fi
-    sleep 0.1
-  done
-}
+pings() { [ "$(redis-cli -h 127.0.0.1 -p "$1" PING 2>/dev/null)" = PONG ]; }
+is_ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(f"http://{sys.argv[1]}/readyz", timeout=1)' "$1"; }
+wait_ping() { wait_for "$1" "$2" "answering PING on port $3" pings "$3"; } # name pid port
+wait_ready() { wait_for "$1" "$2" "ready (GET /readyz on $3)" is_ready "$3"; } # name pid http-addr
 
 declare -A URL
 if [ "$want_redis" = 1 ]; then
