@@ -56,6 +56,7 @@ error_codes! {
     BadStream = "bad_stream": "A record stream does not decode.",
     BadTtl = "bad_ttl": "A TTL is not a duration, zero, or longer than 10 years.",
     BadValue = "bad_value": "A batch value is not valid base64.",
+    CommandError = "command_error": "A Redis command refused by the key's owner (syntax, range, type of an argument); the message is Redis's.",
     Busy = "busy": "The node's buffer memory is taken; retry shortly.",
     EpochConflict = "epoch_conflict": "A ring with this node's epoch but other content.",
     Forbidden = "forbidden": "The internal API is closed (no internal token configured).",
@@ -73,6 +74,7 @@ error_codes! {
     Unauthorized = "unauthorized": "A bearer token is missing or wrong.",
     Unavailable = "unavailable": "No owner can serve the request now (no ring yet, owners down or recovering).",
     ValueTooLarge = "value_too_large": "A value is larger than maxValueSize.",
+    WrongType = "wrong_type": "The key holds another kind of value (a hash, set, sorted set or list where a string is read, or the reverse).",
 }
 
 impl std::fmt::Display for ErrorCode {

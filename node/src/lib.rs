@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod clock;
 pub mod cluster;
+pub mod commands;
 pub mod completeness;
 pub mod config;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod quantity;
 pub mod resp;
 pub mod ring_state;
 pub mod ring_view;
+pub mod serde_b64;
 pub mod serve;
 pub mod server;
 pub mod snapshot;

@@ -1,13 +1,14 @@
 //! Binary record stream between nodes (partition pulls, replica writes, snapshots).
 //!
 //! A stream is a sequence of frames followed by one trailer, all integers little-endian:
-//! - record: `u32 key_len (≥1) | key | u64 version | u64 expires_at | u8 kind (0 value, 1 tombstone)
-//!   | u32 value_len | value` (value_len is 0 for tombstones);
+//! - record: `u32 key_len (≥1) | key | u64 version | u64 expires_at | u8 kind | u32 value_len |
+//!   value`, kind 0 a string, 1 a tombstone (value_len 0), 2 a hash, 3 a set, 4 a sorted set,
+//!   5 a list (collections in their compact encoding, `engine::value`, checked on arrival);
 //! - trailer: `u32 0 | u64 record_count`.
 //!
 //! A stream without its trailer, or whose count differs, is truncated and must be rejected.
 
-use crate::engine::Record;
+use crate::engine::{Kind, Record, value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Content type of a record stream.
@@ -37,7 +38,11 @@ pub fn encode_record(out: &mut BytesMut, r: &Record) {
     out.put_slice(&r.key);
     out.put_u64_le(r.version);
     out.put_u64_le(r.expires_at);
-    out.put_u8(u8::from(r.value.is_none()));
+    out.put_u8(match (&r.value, r.kind) {
+        (None, _) => 1,
+        (Some(_), Kind::String) => 0,
+        (Some(_), k) => k as u8 + 1,
+    });
     out.put_u32_le(value.len() as u32);
     out.put_slice(value);
 }
@@ -157,10 +162,18 @@ impl Decoder {
         let kind = self.buf.get_u8();
         let _ = self.buf.get_u32_le();
         let value = self.buf.split_to(value_len).freeze();
-        let value = match kind {
-            0 => Some(Bytes::copy_from_slice(&value)),
-            1 if value.is_empty() => None,
-            k => return Err(WireError::Malformed(format!("record kind {k}"))),
+        let (value, kind) = match kind {
+            0 => (Some(Bytes::copy_from_slice(&value)), Kind::String),
+            1 if value.is_empty() => (None, Kind::String),
+            k => {
+                let kind = k
+                    .checked_sub(1)
+                    .and_then(Kind::from_u8)
+                    .filter(|&k| k != Kind::String)
+                    .ok_or_else(|| WireError::Malformed(format!("record kind {k}")))?;
+                value::validate(kind, &value).map_err(|e| WireError::Malformed(e.to_string()))?;
+                (Some(Bytes::copy_from_slice(&value)), kind)
+            }
         };
         self.count += 1;
         Ok(Some(Record {
@@ -168,6 +181,7 @@ impl Decoder {
             version,
             expires_at,
             value,
+            kind,
         }))
     }
 
@@ -326,14 +340,54 @@ mod tests {
                 version: 7,
                 expires_at: 0,
                 value: Some(Bytes::from_static(b"hello")),
+                kind: Kind::String,
             },
             Record {
                 key: Bytes::from_static(b"gone"),
                 version: 9,
                 expires_at: 123,
                 value: None,
+                kind: Kind::String,
+            },
+            Record {
+                key: Bytes::from_static(b"h"),
+                version: 10,
+                expires_at: 0,
+                value: Some(value::encode([&b"field"[..], b"v"])),
+                kind: Kind::Hash,
+            },
+            Record {
+                key: Bytes::from_static(b"l"),
+                version: 11,
+                expires_at: 5,
+                value: Some(value::encode([&b"x"[..]])),
+                kind: Kind::List,
             },
         ]
+    }
+
+    #[test]
+    fn a_malformed_collection_or_unknown_kind_is_refused() {
+        for (kind, value) in [(2u8, &b"\x01f"[..]), (3, b"\x85"), (6, b"")] {
+            let mut out = BytesMut::new();
+            encode_record(
+                &mut out,
+                &Record {
+                    key: Bytes::from_static(b"k"),
+                    version: 1,
+                    expires_at: 0,
+                    value: Some(Bytes::copy_from_slice(value)),
+                    kind: Kind::String,
+                },
+            );
+            // The kind byte sits after key length, key, version and expiry.
+            out[4 + 1 + 16] = kind;
+            encode_trailer(&mut out, 1);
+            assert!(
+                matches!(decode_all(&out, MAX_FRAME), Err(WireError::Malformed(_))),
+                "kind {kind} with {value:?}"
+            );
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub enum Cond {
 pub enum KeyOp {
     /// Stores `value` when `cond` holds; with `get`, answers the previous value.
     Set {
-        #[serde(with = "b64")]
+        #[serde(with = "crate::serde_b64")]
         value: Bytes,
         expiry: Expiry,
         cond: Cond,
@@ -52,7 +52,7 @@ pub enum KeyOp {
     IncrBy { by: i64 },
     /// Appends, keeping the expiry; answers the new length.
     Append {
-        #[serde(with = "b64")]
+        #[serde(with = "crate::serde_b64")]
         value: Bytes,
     },
     /// Sets (`At`, in the past: deletes) or clears the expiry; answers 1 when the key changed.
@@ -82,7 +82,7 @@ pub enum Outcome {
     Done,
     /// The set's condition did not hold: nothing written.
     Skipped,
-    Value(#[serde(with = "b64_opt")] Option<Bytes>),
+    Value(#[serde(with = "crate::serde_b64::opt")] Option<Bytes>),
     Int(i64),
 }
 
@@ -268,46 +268,9 @@ fn decide(
 /// Request body of `POST /internal/v1/op`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpRequest {
-    #[serde(with = "b64")]
+    #[serde(with = "crate::serde_b64")]
     pub key: Bytes,
     pub op: KeyOp,
-}
-
-mod b64 {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(b))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let s = <&str>::deserialize(d)?;
-        STANDARD
-            .decode(s)
-            .map(Bytes::from)
-            .map_err(D::Error::custom)
-    }
-}
-
-mod b64_opt {
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
-        match b {
-            Some(b) => crate::cluster::ops::b64::serialize(b, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
-        #[derive(Deserialize)]
-        struct W(#[serde(with = "crate::cluster::ops::b64")] Bytes);
-        Ok(Option::<W>::deserialize(d)?.map(|W(b)| b))
-    }
 }
 
 #[cfg(test)]

@@ -10,13 +10,14 @@
 //!
 //! Header (little-endian, offsets in bytes): version u64 @0, expires_at u64 @8, access u64 @16,
 //! value length u32 @24, LFU count u16 @28, key length u8 @30, flags u8 @31 (bit 0: tombstone,
-//! bit 1: shared value).
+//! bit 1: shared value, bits 2..5: the value's [`Kind`]).
 //!
 //! Values of [`SHARED_FROM`] bytes or more are not inlined: the block holds a `Bytes` of its own
 //! (one exact-size copy made at write time) after the key, so a read hands out a reference count
 //! instead of copying megabytes under the partition lock. Small values are copied on read,
 //! which costs less than the atomic reference count would.
 
+use super::kind::Kind;
 use bytes::Bytes;
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::ptr::NonNull;
@@ -24,6 +25,8 @@ use std::ptr::NonNull;
 const HEADER: usize = 32;
 const TOMBSTONE: u8 = 1;
 const SHARED: u8 = 2;
+const KIND_SHIFT: u8 = 2;
+const KIND_MASK: u8 = 0b111 << KIND_SHIFT;
 
 /// Values this long or longer are held as a shared `Bytes` rather than inline.
 pub const SHARED_FROM: usize = 4096;
@@ -42,6 +45,7 @@ pub struct Meta {
     /// Access count, saturating, halved periodically (LFU order).
     pub freq: u16,
     pub tombstone: bool,
+    pub kind: Kind,
 }
 
 /// An owned entry: header, key and value in one allocation (aligned to 8).
@@ -79,8 +83,9 @@ impl Block {
             p.add(24).cast::<u32>().write(vlen.to_le());
             p.add(28).cast::<u16>().write(meta.freq.to_le());
             p.add(30).write(key.len() as u8);
-            let flags =
-                if meta.tombstone { TOMBSTONE } else { 0 } | if shared { SHARED } else { 0 };
+            let flags = if meta.tombstone { TOMBSTONE } else { 0 }
+                | if shared { SHARED } else { 0 }
+                | ((meta.kind as u8) << KIND_SHIFT);
             p.add(31).write(flags);
             std::ptr::copy_nonoverlapping(key.as_ptr(), p.add(HEADER), key.len());
             if shared {
@@ -195,6 +200,14 @@ impl Block {
         unsafe { self.ptr.as_ptr().add(31).read() & TOMBSTONE != 0 }
     }
 
+    /// What the value holds (a tombstone's is `String`).
+    pub fn kind(&self) -> Kind {
+        // SAFETY: byte 31 of the header.
+        let flags = unsafe { self.ptr.as_ptr().add(31).read() };
+        // Only `new` writes the bits, from a `Kind`.
+        Kind::from_u8((flags & KIND_MASK) >> KIND_SHIFT).unwrap_or_default()
+    }
+
     pub fn meta(&self) -> Meta {
         Meta {
             version: self.version(),
@@ -202,6 +215,7 @@ impl Block {
             access: self.access(),
             freq: self.freq(),
             tombstone: self.is_tombstone(),
+            kind: self.kind(),
         }
     }
 
@@ -273,6 +287,7 @@ mod tests {
             access: v ^ 0xff,
             freq: (v % 65_536) as u16,
             tombstone: v % 2 == 1,
+            kind: Kind::ALL[(v % 5) as usize],
         }
     }
 

@@ -1,5 +1,6 @@
 //! The accounting of stored entries, and the transfer form used by replication and migration.
 
+pub use super::kind::Kind;
 use bytes::Bytes;
 
 /// Bytes the engine charges per entry beyond the key and value bytes themselves: the block
@@ -22,6 +23,8 @@ pub struct Record {
     pub expires_at: u64,
     /// `None` = tombstone (the key was deleted at `version`).
     pub value: Option<Bytes>,
+    /// What `value` holds (collections in their compact encoding); `String` for tombstones.
+    pub kind: Kind,
 }
 
 impl Record {

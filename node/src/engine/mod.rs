@@ -14,10 +14,13 @@
 mod block;
 mod entry;
 pub mod hlc;
+mod kind;
 pub mod update;
+pub mod value;
 
 use block::{Block, Meta};
 pub use entry::{ENTRY_OVERHEAD, Record, entry_size};
+pub use kind::{Kind, WrongKind};
 pub use hlc::Hlc;
 
 use bytes::Bytes;
@@ -211,42 +214,55 @@ impl Engine {
         self.tick.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The live value of `key`, counting a hit or a miss. Expired entries are misses and are removed.
+    /// The live string value of `key`, counting a hit or a miss. Expired entries are misses and
+    /// are removed; a key of another kind reads as absent (as `MGET` answers it).
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
-        self.lookup(self.partition_of(key), key, now_ms, Block::value_bytes)
+        self.get_string(key, now_ms).ok().flatten()
     }
 
-    /// [`Engine::get`] handing the value to `f` while it is held (no copy of its own: a RESP
-    /// answer is written straight from the store).
-    pub fn get_with<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.lookup(self.partition_of(key), key, now_ms, |b| f(b.value()))
+    /// The live string value of `key`; a key of another kind is [`WrongKind`] (as `GET`
+    /// answers it).
+    pub fn get_string(&self, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, WrongKind> {
+        self.lookup(self.partition_of(key), key, now_ms, |b| match b.kind() {
+            Kind::String => Ok(b.value_bytes()),
+            k => Err(WrongKind(k)),
+        })
+        .transpose()
     }
 
-    /// [`Engine::get_with`] for a key whose partition `p` the caller already knows. A large
-    /// (shared) value is handed to `f` after the partition's lock is released, so copying it
-    /// out does not hold up the partition.
+    /// What kind of value `key` holds, if it is live (`TYPE`). Counts as a read.
+    pub fn kind_of(&self, key: &[u8], now_ms: u64) -> Option<Kind> {
+        self.lookup(self.partition_of(key), key, now_ms, Block::kind)
+    }
+
+    /// [`Engine::get_string`] for a key whose partition `p` the caller already knows, handing
+    /// the value to `f` (no copy of its own: a RESP answer is written straight from the store).
+    /// A large (shared) value is handed to `f` after the partition's lock is released, so
+    /// copying it out does not hold up the partition.
     pub fn get_in<R>(
         &self,
         p: u32,
         key: &[u8],
         now_ms: u64,
         f: impl FnOnce(&[u8]) -> R,
-    ) -> Option<R> {
+    ) -> Result<Option<R>, WrongKind> {
         let mut f = Some(f);
         let mut shared = None;
         let inline = self.lookup(p, key, now_ms, |b| {
-            if b.is_shared() {
+            if b.kind() != Kind::String {
+                Err(WrongKind(b.kind()))
+            } else if b.is_shared() {
                 shared = Some(b.value_bytes());
-                None
+                Ok(None)
             } else {
-                f.take().map(|f| f(b.value()))
+                Ok(f.take().map(|f| f(b.value())))
             }
-        })?;
-        match (inline, shared, f) {
+        });
+        Ok(match (inline.transpose()?.flatten(), shared, f) {
             (Some(r), _, _) => Some(r),
             (None, Some(v), Some(f)) => Some(f(&v)),
             _ => None,
-        }
+        })
     }
 
     fn lookup<R>(&self, p: u32, key: &[u8], now_ms: u64, f: impl FnOnce(&Block) -> R) -> Option<R> {
@@ -300,6 +316,7 @@ impl Engine {
             version,
             expires_at,
             value: Some(value),
+            kind: Kind::String,
         };
         self.store(&rec, false, now_ms)?;
         Ok(rec)
@@ -313,6 +330,7 @@ impl Engine {
             version,
             expires_at: now_ms.saturating_add(self.cfg.tombstone_grace_ms),
             value: None,
+            kind: Kind::String,
         };
         self.store(&rec, false, now_ms)?;
         Ok(rec)
@@ -370,6 +388,7 @@ impl Engine {
                 access: self.next_tick(),
                 freq: 1,
                 tombstone: rec.value.is_none(),
+                kind: rec.kind,
             },
         );
         // One pass under the lock when there is room; otherwise evict with the lock released
@@ -705,6 +724,7 @@ fn to_record(b: &Block) -> Record {
         version: b.version(),
         expires_at: b.expires_at(),
         value: (!b.is_tombstone()).then(|| b.value_bytes()),
+        kind: b.kind(),
     }
 }
 

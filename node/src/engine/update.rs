@@ -2,13 +2,14 @@
 //! counters, appends and expiry changes (the Redis front's `SET NX`, `INCR`, `EXPIRE`, …).
 
 use super::block::{Block, Meta};
-use super::{Engine, EngineError, Record, entry_size};
+use super::{Engine, EngineError, Kind, Record, entry_size};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
 /// A live entry as an update sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Current<'a> {
+    pub kind: Kind,
     pub value: &'a [u8],
     /// Unix ms when it expires (0 = never).
     pub expires_at: u64,
@@ -19,8 +20,9 @@ pub struct Current<'a> {
 pub enum Change<R> {
     /// Nothing is written.
     Keep(R),
-    /// Stores `value` with `expires_at` (0 = never) under a fresh version.
+    /// Stores `value` of `kind` with `expires_at` (0 = never) under a fresh version.
     Put {
+        kind: Kind,
         value: Bytes,
         expires_at: u64,
         answer: R,
@@ -59,19 +61,22 @@ impl Engine {
                     .find(h, |b| b.key() == key)
                     .map_or(0, |b| entry_size(key.len(), b.value().len()));
                 let current = live.map(|b| Current {
+                    kind: b.kind(),
                     value: b.value(),
                     expires_at: b.expires_at(),
                 });
                 (decide(current), old_size)
             };
-            let (value, expires_at, answer) = match change {
+            let (kind, value, expires_at, answer) = match change {
                 Change::Keep(answer) => return Ok((answer, None)),
                 Change::Put {
+                    kind,
                     value,
                     expires_at,
                     answer,
-                } => (Some(value), expires_at, answer),
+                } => (kind, Some(value), expires_at, answer),
                 Change::Remove(answer) => (
+                    Kind::String,
                     None,
                     now_ms.saturating_add(self.cfg.tombstone_grace_ms),
                     answer,
@@ -96,6 +101,7 @@ impl Engine {
                 version: self.hlc.now(now_ms),
                 expires_at,
                 value,
+                kind,
             };
             let block = Block::new(
                 key,
@@ -106,6 +112,7 @@ impl Engine {
                     access: self.next_tick(),
                     freq: 1,
                     tombstone: rec.value.is_none(),
+                    kind,
                 },
             );
             let old = self.place(map.find_entry(h, |b| b.key() == key), h, block);
@@ -137,6 +144,7 @@ mod tests {
                 });
                 match n {
                     Some(n) => Change::Put {
+                        kind: Kind::String,
                         value: Bytes::from((n + 1).to_string()),
                         expires_at: cur.map_or(0, |c| c.expires_at),
                         answer: Some(n + 1),
@@ -204,6 +212,7 @@ mod tests {
         }
         let put = |e: &Engine| {
             e.update(b"k05", 1_000, |_| Change::Put {
+                kind: Kind::String,
                 value: Bytes::from(vec![2; 100]),
                 expires_at: 0,
                 answer: (),
