@@ -57,6 +57,7 @@ error_codes! {
     BadTtl = "bad_ttl": "A TTL is not a duration, zero, or longer than 10 years.",
     BadValue = "bad_value": "A batch value is not valid base64.",
     CommandError = "command_error": "A Redis command refused by the key's owner (syntax, range, type of an argument); the message is Redis's.",
+    CorruptValue = "corrupt_value": "A stored collection does not decode: a bug or a corrupt peer, never the request's fault.",
     Busy = "busy": "The node's buffer memory is taken; retry shortly.",
     EpochConflict = "epoch_conflict": "A ring with this node's epoch but other content.",
     Forbidden = "forbidden": "The internal API is closed (no internal token configured).",

@@ -43,6 +43,10 @@ pub struct Args {
     /// Largest accepted value (413 above), quantity syntax.
     #[arg(long, env = "RINGCACHE_MAX_VALUE_SIZE", default_value = "1Mi", value_parser = parse_size)]
     pub max_value_size: u64,
+    /// Largest collection (hash, set, sorted set, list) in encoded bytes, quantity syntax: a
+    /// write that would grow one past it is refused (`ERR … --max-collection-size`).
+    #[arg(long, env = "RINGCACHE_MAX_COLLECTION_SIZE", default_value = "64Mi", value_parser = parse_size)]
+    pub max_collection_size: u64,
     /// File holding the bearer token of /internal/v1/*; none = internal API answers 403.
     #[arg(long, env = "RINGCACHE_INTERNAL_TOKEN_FILE")]
     pub internal_token_file: Option<PathBuf>,
@@ -120,6 +124,7 @@ pub struct NodeConfig {
     pub max_memory: u64,
     pub eviction: EvictionPolicy,
     pub max_value_size: u64,
+    pub max_collection_size: u64,
     pub internal_token: Option<String>,
     pub auth_token: Option<String>,
     pub data_dir: Option<PathBuf>,
@@ -150,6 +155,7 @@ impl NodeConfig {
             max_memory: 256 << 20,
             eviction: EvictionPolicy::Lru,
             max_value_size: 1 << 20,
+            max_collection_size: 64 << 20,
             internal_token: None,
             auth_token: None,
             data_dir: None,
@@ -192,6 +198,7 @@ impl NodeConfig {
             max_memory: a.max_memory,
             eviction: a.eviction,
             max_value_size: a.max_value_size,
+            max_collection_size: a.max_collection_size,
             internal_token: read_token(a.internal_token_file.as_ref(), "--internal-token-file")?,
             auth_token: read_token(a.auth_token_file.as_ref(), "--auth-token-file")?,
             data_dir: a.data_dir,

@@ -402,7 +402,7 @@ mod tests {
                 got.push(r);
             }
         }
-        assert_eq!(d.finish().unwrap(), 2);
+        assert_eq!(d.finish().unwrap(), recs().len() as u64);
         assert_eq!(got, recs());
     }
 

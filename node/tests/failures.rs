@@ -154,6 +154,7 @@ async fn bad_internal_input_is_rejected_and_changes_nothing() {
         version: u64::MAX >> 1,
         expires_at: 0,
         value: Some(bytes::Bytes::from_static(b"x")),
+        kind: ringcache_node::engine::Kind::String,
     };
     let full = ringcache_node::wire::encode_all(&[rec]);
     let r = c

@@ -21,6 +21,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub max_value_size: u64,
+    /// Largest collection in encoded bytes (`--max-collection-size`).
+    pub max_collection_size: u64,
     pub auth_token: Option<String>,
     pub internal_token: Option<String>,
     /// Writes this node coordinates, by routing epoch (the migration fence).
@@ -62,6 +64,19 @@ pub struct Progress {
 }
 
 impl Node {
+    /// Largest value one record may carry between nodes: a string's bound or a collection's.
+    pub fn max_record_value(&self) -> u64 {
+        self.max_value_size.max(self.max_collection_size)
+    }
+
+    /// The bounds read-modify-write ops run under.
+    pub fn op_limits(&self) -> super::ops::Limits {
+        super::ops::Limits {
+            max_value_size: self.max_value_size,
+            max_collection: self.max_collection_size,
+        }
+    }
+
     /// A node serving with `ring` (the mounted document, or a placeholder until it arrives) that
     /// reaches the others through `peers`. Starts the replication worker, so it needs a Tokio
     /// runtime; performs no I/O.
@@ -79,6 +94,7 @@ impl Node {
             metrics: metrics.clone(),
             clock,
             max_value_size: cfg.max_value_size,
+            max_collection_size: cfg.max_collection_size,
             auth_token: cfg.auth_token.clone(),
             internal_token: cfg.internal_token.clone(),
             writes: Arc::default(),

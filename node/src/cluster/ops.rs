@@ -5,8 +5,9 @@
 //!
 //! They travel between nodes as JSON (`POST /internal/v1/op`), values in base64.
 
+use crate::commands::{self, CmdError, Ctx, Frame};
 use crate::engine::update::{Change, Current};
-use crate::engine::{Engine, EngineError, Record};
+use crate::engine::{Engine, EngineError, Kind, Record};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -59,23 +60,33 @@ pub enum KeyOp {
     Expire { expiry: Expiry },
     /// Milliseconds the key has left: -2 absent, -1 no expiry.
     Ttl,
+    /// A command on a typed value (hash, set, sorted set, list): `args[0]` its name,
+    /// `args[1]` the key ([`commands::run`]).
+    Cmd {
+        #[serde(with = "crate::serde_b64::list")]
+        args: Vec<Bytes>,
+    },
 }
 
 impl KeyOp {
     /// Whether the op can change the key (a read-only op needs no replication).
     pub fn writes(&self) -> bool {
-        !matches!(
-            self,
+        match self {
             KeyOp::Ttl
-                | KeyOp::GetEx {
-                    expiry: Expiry::Keep
-                }
-        )
+            | KeyOp::GetEx {
+                expiry: Expiry::Keep,
+            } => false,
+            KeyOp::Cmd { args } => args.first().is_none_or(|name| {
+                commands::def_of(&String::from_utf8_lossy(name).to_ascii_uppercase())
+                    .is_none_or(|d| d.writes)
+            }),
+            _ => true,
+        }
     }
 }
 
 /// An op's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     /// The set happened.
@@ -84,11 +95,19 @@ pub enum Outcome {
     Skipped,
     Value(#[serde(with = "crate::serde_b64::opt")] Option<Bytes>),
     Int(i64),
+    /// A typed command's answer.
+    Reply(Frame),
 }
 
 /// An op refused for what the key holds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
+    /// A string command on a collection.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// A typed command refused (its text is Redis's, `ERR …`/`WRONGTYPE …` included).
+    #[error(transparent)]
+    Command(CmdError),
     #[error("value is not an integer or out of range")]
     NotInteger,
     #[error("increment or decrement would overflow")]
@@ -106,28 +125,53 @@ pub fn run_local(
     key: &[u8],
     op: &KeyOp,
     now_ms: u64,
-    max_value_size: u64,
+    limits: Limits,
 ) -> Result<Result<Ran, OpError>, EngineError> {
-    let (answer, rec) =
-        engine.update(key, now_ms, |cur| decide(op, cur, now_ms, max_value_size))?;
+    let (answer, rec) = match op {
+        KeyOp::Cmd { args } => {
+            let ctx = Ctx {
+                now_ms,
+                max_value_size: limits.max_value_size,
+                max_collection: limits.max_collection,
+                seed: engine_seed(key, now_ms),
+            };
+            let (r, rec) = engine.update(key, now_ms, |cur| commands::run(args, cur, &ctx))?;
+            (r.map(Outcome::Reply).map_err(OpError::Command), rec)
+        }
+        _ => engine.update(key, now_ms, |cur| {
+            decide(op, cur, now_ms, limits.max_value_size)
+        })?,
+    };
     Ok(answer.map(|a| (a, rec)))
+}
+
+/// The bounds ops run under (`--max-value-size`, `--max-collection-size`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_value_size: u64,
+    /// Encoded bytes of one collection.
+    pub max_collection: u64,
+}
+
+/// A seed for the commands that pick at random: differs between calls, so repeated
+/// `SPOP`s do not pick the same member.
+fn engine_seed(key: &[u8], now_ms: u64) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, now_ms ^ n.rotate_left(32))
 }
 
 fn copy(c: &Current<'_>) -> Bytes {
     Bytes::copy_from_slice(c.value)
 }
 
-/// Redis's integer grammar: optional `-`, digits, no leading zeros or spaces, fits in i64.
-pub fn as_integer(v: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(v).ok()?;
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
-        return None;
+/// The string a key holds; a collection is `WRONGTYPE`.
+fn string<'a>(cur: Option<Current<'a>>) -> Result<Option<Current<'a>>, OpError> {
+    match cur {
+        Some(c) if c.kind != Kind::String => Err(OpError::WrongType),
+        c => Ok(c),
     }
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// The expiry after `e`, for a key whose current expiry is `current` (0 = none).
@@ -153,6 +197,9 @@ fn decide(
             cond,
             get,
         } => {
+            if *get && let Err(e) = string(cur) {
+                return Change::Keep(Err(e));
+            }
             let met = match cond {
                 Cond::Always => true,
                 Cond::IfAbsent => cur.is_none(),
@@ -170,11 +217,15 @@ fn decide(
                 (true, Some(_)) if past(expires_at) => Change::Remove(answer),
                 (true, None) if past(expires_at) => Change::Keep(answer),
                 (true, _) => Change::Put {
+                    kind: Kind::String,
                     value: value.clone(),
                     expires_at,
                     answer,
                 },
             }
+        }
+        KeyOp::Delete { get: true } if string(cur).is_err() => {
+            Change::Keep(Err(OpError::WrongType))
         }
         KeyOp::Delete { get } => match cur {
             None => Change::Keep(Ok(if *get {
@@ -189,6 +240,10 @@ fn decide(
             })),
         },
         KeyOp::GetEx { expiry } => {
+            let cur = match string(cur) {
+                Ok(c) => c,
+                Err(e) => return Change::Keep(Err(e)),
+            };
             let Some(c) = cur else {
                 return Change::Keep(Ok(Outcome::Value(None)));
             };
@@ -200,6 +255,7 @@ fn decide(
                 Change::Remove(answer)
             } else {
                 Change::Put {
+                    kind: Kind::String,
                     value: copy(&c),
                     expires_at,
                     answer,
@@ -207,9 +263,13 @@ fn decide(
             }
         }
         KeyOp::IncrBy { by } => {
+            let cur = match string(cur) {
+                Ok(c) => c,
+                Err(e) => return Change::Keep(Err(e)),
+            };
             let n = match cur {
                 None => 0,
-                Some(c) => match as_integer(c.value) {
+                Some(c) => match commands::as_integer(c.value) {
                     Some(n) => n,
                     None => return Change::Keep(Err(OpError::NotInteger)),
                 },
@@ -218,12 +278,17 @@ fn decide(
                 return Change::Keep(Err(OpError::Overflow));
             };
             Change::Put {
+                kind: Kind::String,
                 value: Bytes::from(n.to_string()),
                 expires_at: cur.map_or(0, |c| c.expires_at),
                 answer: Ok(Outcome::Int(n)),
             }
         }
         KeyOp::Append { value } => {
+            let cur = match string(cur) {
+                Ok(c) => c,
+                Err(e) => return Change::Keep(Err(e)),
+            };
             let old = cur.map_or(&[][..], |c| c.value);
             let size = (old.len() + value.len()) as u64;
             if size > max_value_size {
@@ -236,6 +301,7 @@ fn decide(
             joined.extend_from_slice(old);
             joined.extend_from_slice(value);
             Change::Put {
+                kind: Kind::String,
                 value: Bytes::from(joined),
                 expires_at: cur.map_or(0, |c| c.expires_at),
                 answer: Ok(Outcome::Int(size as i64)),
@@ -251,6 +317,7 @@ fn decide(
                 Expiry::Clear if c.expires_at == 0 => Change::Keep(Ok(Outcome::Int(0))),
                 _ if past(expires_at) => Change::Remove(Ok(Outcome::Int(1))),
                 _ => Change::Put {
+                    kind: c.kind,
                     value: copy(&c),
                     expires_at,
                     answer: Ok(Outcome::Int(1)),
@@ -262,6 +329,10 @@ fn decide(
             Some(c) if c.expires_at == 0 => -1,
             Some(c) => c.expires_at.saturating_sub(now_ms) as i64,
         }))),
+        // Typed commands run through `commands::run` (see `run_local`).
+        KeyOp::Cmd { .. } => Change::Keep(Err(OpError::Command(CmdError::Reply(
+            "ERR typed command outside run_local".into(),
+        )))),
     }
 }
 
@@ -280,8 +351,13 @@ mod tests {
 
     const MAX: u64 = 1 << 10;
 
+    const LIMITS: Limits = Limits {
+        max_value_size: MAX,
+        max_collection: 1_000,
+    };
+
     fn run(e: &Engine, key: &str, op: KeyOp, now: u64) -> Result<Outcome, OpError> {
-        run_local(e, key.as_bytes(), &op, now, MAX)
+        run_local(e, key.as_bytes(), &op, now, LIMITS)
             .unwrap()
             .map(|(o, _)| o)
     }
@@ -447,7 +523,7 @@ mod tests {
     #[test]
     fn only_writes_produce_a_record() {
         let e = engine();
-        let rec = |op: KeyOp| run_local(&e, b"k", &op, 1_000, MAX).unwrap().unwrap().1;
+        let rec = |op: KeyOp| run_local(&e, b"k", &op, 1_000, LIMITS).unwrap().unwrap().1;
         assert!(rec(KeyOp::Ttl).is_none());
         assert!(rec(set("v", Expiry::Clear, Cond::Always, false)).is_some());
         assert!(rec(set("w", Expiry::Clear, Cond::IfAbsent, false)).is_none());

@@ -203,7 +203,7 @@ pub async fn op(
     let (view, guard, owners) = enter_write(s, p)?;
     let here = view.takes_write(p) && view.serves_read(p) && s.ring.completeness().is_complete(p);
     let run_here = || async {
-        let (outcome, rec) = super::ops::run_local(&s.engine, key, &op, now, s.max_value_size)??;
+        let (outcome, rec) = super::ops::run_local(&s.engine, key, &op, now, s.op_limits())??;
         if let Some(rec) = rec {
             replicate(s, &view, &owners, rec, guard).await?;
         }

@@ -22,6 +22,8 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 set; an array in RESP2.
     Set(Vec<Frame>),
+    /// Two-element arrays in RESP3 (`ZRANGE … WITHSCORES`), one flat array in RESP2.
+    Pairs(Vec<(Frame, Frame)>),
 }
 
 impl Frame {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 const KIND: Kind = Kind::Hash;
 
-fn pairs<'a>(l: &Loaded<'a>) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+fn pairs<'a, 'b>(l: &'b Loaded<'a>) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'b {
     l.items.chunks_exact(2).map(|p| (p[0], p[1]))
 }
 
@@ -165,10 +165,10 @@ fn randfield(a: &[Bytes], l: &Loaded<'_>, ctx: &Ctx) -> Result<Frame, CmdError> 
     };
     let picked = util::picks(n, count, ctx.seed);
     Ok(if with_values {
-        Frame::Array(
+        Frame::Pairs(
             picked
                 .iter()
-                .flat_map(|&i| [Frame::bulk(l.items[2 * i]), Frame::bulk(l.items[2 * i + 1])])
+                .map(|&i| (Frame::bulk(l.items[2 * i]), Frame::bulk(l.items[2 * i + 1])))
                 .collect(),
         )
     } else {

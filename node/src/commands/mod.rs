@@ -10,6 +10,7 @@ mod hash;
 mod list;
 mod set;
 mod util;
+pub use util::as_integer;
 mod zset;
 
 use crate::engine::update::{Change, Current};
@@ -66,8 +67,8 @@ pub struct Ctx {
     pub now_ms: u64,
     /// Largest element (or string) in bytes (`--max-value-size`).
     pub max_value_size: u64,
-    /// Most elements one collection holds (`--max-collection-size`).
-    pub max_collection: usize,
+    /// Most encoded bytes one collection holds (`--max-collection-size`).
+    pub max_collection: u64,
     /// For the commands that pick at random (`SPOP`, `SRANDMEMBER`, `HRANDFIELD`, …).
     pub seed: u64,
 }
@@ -133,18 +134,24 @@ pub const DEFS: &[Def] = &[
     def("ZCARD", 2, false),
     def("ZCOUNT", 4, false),
     def("ZINCRBY", 4, true),
+    def("ZLEXCOUNT", 4, false),
     def("ZMSCORE", -3, false),
     def("ZPOPMAX", -2, true),
     def("ZPOPMIN", -2, true),
+    def("ZRANDMEMBER", -2, false),
     def("ZRANGE", -4, false),
+    def("ZRANGEBYLEX", -4, false),
     def("ZRANGEBYSCORE", -4, false),
     def("ZRANK", -3, false),
     def("ZREM", -3, true),
+    def("ZREMRANGEBYLEX", 4, true),
     def("ZREMRANGEBYRANK", 4, true),
     def("ZREMRANGEBYSCORE", 4, true),
     def("ZREVRANGE", -4, false),
+    def("ZREVRANGEBYLEX", -4, false),
     def("ZREVRANGEBYSCORE", -4, false),
     def("ZREVRANK", -3, false),
+    def("ZSCAN", -3, false),
     def("ZSCORE", 3, false),
 ];
 

@@ -45,16 +45,8 @@ pub fn store(kind: Kind, l: &Loaded<'_>, items: &[&[u8]], ctx: &Ctx, answer: Fra
             Change::Keep(Ok(answer))
         };
     }
-    let elements = match kind {
-        Kind::Hash | Kind::ZSet => items.len() / 2,
-        _ => items.len(),
-    };
-    if elements > ctx.max_collection {
-        return Change::Keep(Err(CmdError::Reply(format!(
-            "ERR the {} would hold {elements} elements, more than --max-collection-size {}",
-            kind.name(),
-            ctx.max_collection
-        ))));
+    if let Err(e) = check_collection(kind, value::encoded_len(items.iter().copied()), ctx) {
+        return Change::Keep(Err(e));
     }
     Change::Put {
         kind,
@@ -62,6 +54,18 @@ pub fn store(kind: Kind, l: &Loaded<'_>, items: &[&[u8]], ctx: &Ctx, answer: Fra
         expires_at: l.expires_at,
         answer: Ok(answer),
     }
+}
+
+/// Refuses a collection of `bytes` encoded bytes over `--max-collection-size`.
+pub fn check_collection(kind: Kind, bytes: usize, ctx: &Ctx) -> Result<(), CmdError> {
+    if bytes as u64 > ctx.max_collection {
+        return Err(CmdError::Reply(format!(
+            "ERR the {} would take {bytes} bytes, more than --max-collection-size {}",
+            kind.name(),
+            ctx.max_collection
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses arguments (elements) larger than `--max-value-size`.

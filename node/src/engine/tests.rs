@@ -105,6 +105,7 @@ fn apply_newer_wins_and_equal_or_older_is_stale() {
         version: v,
         expires_at: 0,
         value: Some(b(val)),
+        kind: Kind::String,
     };
     assert_eq!(e.apply(&r(10, "a"), T0).unwrap(), Applied::Stored);
     assert_eq!(e.apply(&r(10, "b"), T0).unwrap(), Applied::Stale);
@@ -126,6 +127,7 @@ fn apply_of_a_newer_tombstone_deletes() {
         version: w.version + 1,
         expires_at: T0 + 60_000,
         value: None,
+        kind: Kind::String,
     };
     assert_eq!(e.apply(&tomb, T0).unwrap(), Applied::Stored);
     assert_eq!(e.get(b"k", T0), None);
@@ -235,6 +237,7 @@ fn entries_a_pull_did_not_confirm_are_removed_only_when_old() {
         version: hlc::compose(T0 - 3_600_000, 0),
         expires_at: 0,
         value: Some(b("from long ago")),
+        kind: Kind::String,
     };
     // Before the pull: two old entries, one of which the source still has.
     e.apply(&old("kept-by-source"), T0).unwrap();
@@ -264,6 +267,7 @@ fn a_version_far_in_the_future_is_refused_and_changes_nothing() {
         version: u64::MAX,
         expires_at: 0,
         value: Some(b("takeover")),
+        kind: Kind::String,
     };
     assert!(matches!(
         e.apply(&hostile, T0),

@@ -2,6 +2,7 @@
 //! where the node's errors (engine, cluster) become HTTP statuses.
 
 use crate::cluster::{ClusterError, OpError};
+use crate::commands::CmdError;
 use crate::engine::EngineError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -75,6 +76,15 @@ impl From<ClusterError> for ApiError {
             C::Engine(e) => e.into(),
             C::Op(ref op) => {
                 let (status, code) = match op {
+                    OpError::WrongType | OpError::Command(CmdError::WrongType) => {
+                        (StatusCode::CONFLICT, ErrorCode::WrongType)
+                    }
+                    OpError::Command(CmdError::Reply(_)) => {
+                        (StatusCode::BAD_REQUEST, ErrorCode::CommandError)
+                    }
+                    OpError::Command(CmdError::Corrupt(_)) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::CorruptValue)
+                    }
                     OpError::NotInteger => (StatusCode::BAD_REQUEST, ErrorCode::NotInteger),
                     OpError::Overflow => (StatusCode::BAD_REQUEST, ErrorCode::Overflow),
                     OpError::ValueTooLarge { .. } => {

@@ -163,9 +163,9 @@ pub async fn partition(
 /// `POST /internal/v1/apply`: replica writes as a record stream, applied newer-wins.
 /// A truncated or malformed stream is refused whole (400) and nothing is applied.
 pub async fn apply(State(s): State<SharedNode>, req: Request) -> Result<StatusCode, ApiError> {
-    let limit = super::body::batch_body_limit(s.max_value_size);
+    let limit = super::body::batch_body_limit(s.max_record_value());
     let (body, _draw) = super::body::read(&s, req, limit).await?;
-    let max_value = usize::try_from(s.max_value_size).unwrap_or(usize::MAX);
+    let max_value = usize::try_from(s.max_record_value()).unwrap_or(usize::MAX);
     let records = crate::wire::decode_all(&body, max_value).map_err(|e| match e {
         crate::wire::WireError::ValueTooLarge { .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -198,9 +198,8 @@ pub async fn op(
     State(s): State<SharedNode>,
     req: Request,
 ) -> Result<axum::Json<crate::cluster::Outcome>, ApiError> {
-    // base64 takes 4/3 of the value; the key and the op's other fields stay under 1 KiB.
-    let limit =
-        usize::try_from(s.max_value_size.saturating_mul(4) / 3 + 1024).unwrap_or(usize::MAX);
+    // A typed command carries many elements, each bounded by the value size: the batch bound.
+    let limit = super::body::batch_body_limit(s.max_value_size);
     let (body, _draw) = super::body::read(&s, req, limit).await?;
     let r: crate::cluster::ops::OpRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(ErrorCode::BadBody, format!("invalid op: {e}")))?;

@@ -6,6 +6,7 @@
 use super::reply;
 use crate::cluster::node::SharedNode;
 use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome};
+use crate::commands::CmdError;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
 use ringcache_common::protocol::ErrorCode;
@@ -59,6 +60,8 @@ pub enum Answer {
     Err(String),
     /// Already encoded (an answer queued behind a pending one).
     Raw(Vec<u8>),
+    /// A typed command's answer.
+    Frame(crate::commands::Frame),
 }
 
 pub fn encode(out: &mut Vec<u8>, a: Answer, resp3: bool) {
@@ -75,6 +78,7 @@ pub fn encode(out: &mut Vec<u8>, a: Answer, resp3: bool) {
         }
         Answer::Err(e) => reply::error(out, &e),
         Answer::Raw(r) => out.extend_from_slice(&r),
+        Answer::Frame(f) => reply::frame(out, &f, resp3),
     }
 }
 
@@ -204,6 +208,37 @@ static COMMANDS: &[Spec] = &[
 const GET: usize = 12;
 const SET: usize = 29;
 
+/// A typed command's table entry (`commands::DEFS`): its one key at 1, run by [`typed`].
+const fn typed_spec(d: &crate::commands::Def) -> Spec {
+    Spec {
+        name: d.name,
+        arity: d.arity,
+        keys: Keys::First,
+        writes: d.writes,
+        run: typed,
+    }
+}
+
+const TYPED_LEN: usize = crate::commands::DEFS.len();
+
+/// The hash, set, sorted-set and list commands, sorted by name as `commands::DEFS` is.
+static TYPED: [Spec; TYPED_LEN] = {
+    const NONE: Spec = Spec {
+        name: "",
+        arity: 0,
+        keys: Keys::None,
+        writes: false,
+        run: typed,
+    };
+    let mut out = [NONE; TYPED_LEN];
+    let mut i = 0;
+    while i < TYPED_LEN {
+        out[i] = typed_spec(&crate::commands::DEFS[i]);
+        i += 1;
+    }
+    out
+};
+
 /// Most keys (or key-value pairs' parts) one command may name.
 pub const MAX_KEYS: usize = 100_000;
 
@@ -229,15 +264,18 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
         *u = b.to_ascii_uppercase();
     }
     let name = &upper[..name.len()];
-    COMMANDS
-        .binary_search_by(|c| c.name.as_bytes().cmp(name))
-        .ok()
-        .map(|i| &COMMANDS[i])
+    let find = |table: &'static [Spec]| {
+        table
+            .binary_search_by(|c| c.name.as_bytes().cmp(name))
+            .ok()
+            .map(|i| &table[i])
+    };
+    find(COMMANDS).or_else(|| find(&TYPED))
 }
 
 /// Every command's name, for `COMMAND`.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    COMMANDS.iter().map(|c| c.name)
+    COMMANDS.iter().chain(TYPED.iter()).map(|c| c.name)
 }
 
 /// Runs the command in `args` (at least one argument).
@@ -306,10 +344,17 @@ fn syntax(x: &mut Exec<'_>) -> Reply {
 
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 
+const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
 /// Redis's answer to a cluster error.
 pub fn error_text(e: &ClusterError) -> String {
     use ClusterError as C;
     let code = match e {
+        C::Op(OpError::WrongType | OpError::Command(CmdError::WrongType)) => {
+            Some(ErrorCode::WrongType)
+        }
+        C::Op(OpError::Command(CmdError::Reply(_))) => Some(ErrorCode::CommandError),
+        C::Op(OpError::Command(CmdError::Corrupt(_))) => Some(ErrorCode::CorruptValue),
         C::Op(OpError::NotInteger) => Some(ErrorCode::NotInteger),
         C::Op(OpError::Overflow) => Some(ErrorCode::Overflow),
         C::Op(OpError::ValueTooLarge { .. }) => Some(ErrorCode::ValueTooLarge),
@@ -318,6 +363,12 @@ pub fn error_text(e: &ClusterError) -> String {
         _ => None,
     };
     match code {
+        // Redis's own text, made on the key's owner (`ERR …`, `WRONGTYPE …`).
+        Some(ErrorCode::CommandError | ErrorCode::WrongType) => match e {
+            C::Op(op) => op.to_string(),
+            e => e.to_string(),
+        },
+        Some(ErrorCode::CorruptValue) => format!("ERR {e}"),
         Some(ErrorCode::NotInteger) => NOT_INTEGER.to_string(),
         Some(ErrorCode::Overflow) => "ERR increment or decrement would overflow".to_string(),
         Some(ErrorCode::ValueTooLarge) => format!("ERR string exceeds maximum allowed size: {e}"),
@@ -336,7 +387,7 @@ fn failed(e: ClusterError) -> Answer {
 
 /// An integer argument as Redis reads one (no sign but `-`, no leading zeros or spaces).
 fn integer(v: &[u8]) -> Option<i64> {
-    crate::cluster::ops::as_integer(v)
+    crate::commands::as_integer(v)
 }
 
 fn key(args: &Args<'_>, i: usize) -> Bytes {
@@ -408,7 +459,15 @@ fn outcome(o: Outcome) -> Answer {
         Outcome::Skipped | Outcome::Value(None) => Answer::Null,
         Outcome::Value(Some(v)) => Answer::Bulk(v),
         Outcome::Int(n) => Answer::Int(n),
+        Outcome::Reply(f) => Answer::Frame(f),
     }
+}
+
+/// A hash, set, sorted-set or list command: run on the key's first serving owner under the
+/// key's lock (`KeyOp::Cmd`), its change replicated like any write.
+fn typed(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let argv: Vec<Bytes> = (0..args.len()).map(|i| key(args, i)).collect();
+    run_op(x, key(args, 1), KeyOp::Cmd { args: argv }, outcome)
 }
 
 /// 1 when the set happened, 0 when its condition did not hold (`SETNX`).
@@ -426,11 +485,10 @@ fn get(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let p = s.engine.partition_of(k);
     if s.ring.serves_read_locally(p) {
         let out = &mut *x.out;
-        if s.engine
-            .get_in(p, k, s.clock.now_ms(), |v| reply::bulk(out, v))
-            .is_none()
-        {
-            reply::null(out, x.conn.resp3);
+        match s.engine.get_in(p, k, s.clock.now_ms(), |v| reply::bulk(out, v)) {
+            Ok(Some(())) => {}
+            Ok(None) => reply::null(out, x.conn.resp3),
+            Err(_) => return fail(x, WRONGTYPE),
         }
         return Reply::Now;
     }
@@ -638,10 +696,12 @@ fn mget(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         for i in 1..args.len() {
             let out = &mut *x.out;
             let k = args.get(i);
-            if s.engine
-                .get_in(s.engine.partition_of(k), k, now, |v| reply::bulk(out, v))
-                .is_none()
-            {
+            // A collection is nil to `MGET`, as in Redis.
+            if !matches!(
+                s.engine
+                    .get_in(s.engine.partition_of(k), k, now, |v| reply::bulk(out, v)),
+                Ok(Some(()))
+            ) {
                 reply::null(out, x.conn.resp3);
             }
             if x.out.len() - start > limit {

@@ -94,6 +94,61 @@ pub fn text(out: &mut Vec<u8>, s: &str, resp3: bool) {
     }
 }
 
+/// A typed command's answer, in the connection's protocol version.
+pub fn frame(out: &mut Vec<u8>, f: &crate::commands::Frame, resp3: bool) {
+    use crate::commands::Frame as F;
+    match f {
+        F::Ok => ok(out),
+        F::Nil => null(out, resp3),
+        F::NilArray => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"*-1\r\n" }),
+        F::Int(n) => int(out, *n),
+        F::Bulk(b) => bulk(out, b),
+        F::Double(d) => {
+            let s = crate::commands::frame::format_double(*d);
+            if resp3 {
+                out.push(b',');
+                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            } else {
+                bulk(out, s.as_bytes());
+            }
+        }
+        F::Array(items) => {
+            array(out, items.len());
+            for i in items {
+                frame(out, i, resp3);
+            }
+        }
+        F::Set(items) => {
+            prefixed(out, if resp3 { b'~' } else { b'*' }, items.len() as i64);
+            for i in items {
+                frame(out, i, resp3);
+            }
+        }
+        F::Map(pairs) => {
+            map(out, pairs.len(), resp3);
+            for (k, v) in pairs {
+                frame(out, k, resp3);
+                frame(out, v, resp3);
+            }
+        }
+        F::Pairs(pairs) => {
+            if resp3 {
+                array(out, pairs.len());
+            } else {
+                array(out, 2 * pairs.len());
+            }
+            for (k, v) in pairs {
+                if resp3 {
+                    array(out, 2);
+                }
+                frame(out, k, resp3);
+                frame(out, v, resp3);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
