@@ -147,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             version: 1 << 20,
             expires_at: 0,
             value: Some(value.clone()),
+            kind: ringcache_node::engine::Kind::String,
         };
         for &o in ring.owners(p) {
             per_owner[o as usize].push(rec.clone());

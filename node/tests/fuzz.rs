@@ -125,6 +125,7 @@ fn record() -> impl Strategy<Value = Record> {
             version,
             expires_at,
             value: value.map(Bytes::from),
+            kind: ringcache_node::engine::Kind::String,
         })
 }
 

@@ -342,6 +342,7 @@ fn record(key: &[u8], version: u64, value: &[u8]) -> bytes::Bytes {
         version,
         expires_at: 0,
         value: Some(bytes::Bytes::copy_from_slice(value)),
+        kind: ringcache_node::engine::Kind::String,
     }])
 }
 

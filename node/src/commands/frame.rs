@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub enum Frame {
     Ok,
+    /// A status reply (`+string`), as `TYPE` answers.
+    Simple(String),
     /// A null bulk string (RESP3: null).
     Nil,
     /// A null array (RESP3: null), as `LPOP key count` answers an absent key.

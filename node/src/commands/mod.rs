@@ -89,6 +89,25 @@ const fn def(name: &'static str, arity: i32, writes: bool) -> Def {
     }
 }
 
+/// The module a command belongs to, by its name (`TYPE` reads any kind).
+fn family(name: &str) -> Family {
+    match name.as_bytes()[0] {
+        _ if name == "TYPE" => Family::Key,
+        b'H' => Family::Hash,
+        b'L' | b'R' => Family::List,
+        b'S' => Family::Set,
+        _ => Family::ZSet,
+    }
+}
+
+enum Family {
+    Key,
+    Hash,
+    List,
+    Set,
+    ZSet,
+}
+
 /// Every typed command (each takes its one key at argument 1).
 pub const DEFS: &[Def] = &[
     def("HDEL", -3, true),
@@ -130,6 +149,7 @@ pub const DEFS: &[Def] = &[
     def("SRANDMEMBER", -2, false),
     def("SREM", -3, true),
     def("SSCAN", -3, false),
+    def("TYPE", 2, false),
     def("ZADD", -4, true),
     def("ZCARD", 2, false),
     def("ZCOUNT", 4, false),
@@ -175,11 +195,14 @@ pub fn run(args: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Decision {
         return Change::Keep(Err(CmdError::arity(d.name)));
     }
     let a = &args[2..];
-    match name.as_bytes()[0] {
-        b'H' => hash::run(d.name, a, cur, ctx),
-        b'L' | b'R' => list::run(d.name, a, cur, ctx),
-        b'S' => set::run(d.name, a, cur, ctx),
-        _ => zset::run(d.name, a, cur, ctx),
+    match family(d.name) {
+        Family::Key => Change::Keep(Ok(Frame::Simple(
+            cur.map_or("none", |c| c.kind.name()).to_string(),
+        ))),
+        Family::Hash => hash::run(d.name, a, cur, ctx),
+        Family::List => list::run(d.name, a, cur, ctx),
+        Family::Set => set::run(d.name, a, cur, ctx),
+        Family::ZSet => zset::run(d.name, a, cur, ctx),
     }
 }
 

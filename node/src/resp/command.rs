@@ -6,7 +6,7 @@
 use super::reply;
 use crate::cluster::node::SharedNode;
 use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome};
-use crate::commands::CmdError;
+use crate::commands::{CmdError, Frame};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
 use ringcache_common::protocol::ErrorCode;
@@ -201,7 +201,6 @@ static COMMANDS: &[Spec] = &[
     spec!("STRLEN", 2, First, false, strlen),
     spec!("TIME", 1, None, false, time),
     spec!("TTL", 2, First, false, |x, a| ttl(x, a, true)),
-    spec!("TYPE", 2, First, false, type_of),
     spec!("UNLINK", -2, All, true, del),
 ];
 
@@ -784,17 +783,6 @@ fn strlen(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     read_shaped(x, args, |v| Answer::Int(v.map_or(0, |v| v.len() as i64)))
 }
 
-fn type_of(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
-    let found = |v: Option<Bytes>| {
-        Answer::Raw(if v.is_some() {
-            b"+string\r\n".to_vec()
-        } else {
-            b"+none\r\n".to_vec()
-        })
-    };
-    read_shaped(x, args, found)
-}
-
 /// A read of the key at 1, answered by `shape`.
 fn read_shaped(x: &mut Exec<'_>, args: &Args<'_>, shape: fn(Option<Bytes>) -> Answer) -> Reply {
     let (s, k) = (x.s.clone(), key(args, 1));
@@ -833,9 +821,19 @@ fn exists(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let s = x.s.clone();
     let keys: Vec<Bytes> = (1..args.len()).map(|i| key(args, i)).collect();
     later(x, async move {
-        let reads = keys.into_iter().map(|k| read_owned(&s, k));
-        match bounded(reads).await {
-            Ok(values) => Answer::Int(values.iter().flatten().count() as i64),
+        // Any kind counts: asked of each key's owner, as `TYPE` is.
+        let kinds = keys.into_iter().map(|k| {
+            let s = s.clone();
+            let args = vec![Bytes::from_static(b"TYPE"), k.clone()];
+            async move { cluster::op(&s, &k, KeyOp::Cmd { args }, &ORIGIN).await }
+        });
+        match bounded(kinds).await {
+            Ok(kinds) => Answer::Int(
+                kinds
+                    .iter()
+                    .filter(|o| !matches!(o, Outcome::Reply(Frame::Simple(t)) if t == "none"))
+                    .count() as i64,
+            ),
             Err(e) => failed(e),
         }
     })

@@ -99,6 +99,7 @@ pub fn frame(out: &mut Vec<u8>, f: &crate::commands::Frame, resp3: bool) {
     use crate::commands::Frame as F;
     match f {
         F::Ok => ok(out),
+        F::Simple(s) => simple(out, s),
         F::Nil => null(out, resp3),
         F::NilArray => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"*-1\r\n" }),
         F::Int(n) => int(out, *n),
