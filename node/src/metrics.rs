@@ -26,11 +26,12 @@ pub enum Route {
     InternalPartition,
     InternalReplicate,
     InternalOp,
+    InternalKeyspace,
     Other,
 }
 
 /// Every route: its label, its method (`*`: any) and its path template.
-pub const ROUTES: [(Route, &str, &str); 19] = [
+pub const ROUTES: [(Route, &str, &str); 20] = [
     (Route::KeyGet, "GET", "/v1/keys/{key}"),
     (Route::KeyPut, "PUT", "/v1/keys/{key}"),
     (Route::KeyDelete, "DELETE", "/v1/keys/{key}"),
@@ -53,6 +54,7 @@ pub const ROUTES: [(Route, &str, &str); 19] = [
     ),
     (Route::InternalReplicate, "POST", "/internal/v1/apply"),
     (Route::InternalOp, "POST", "/internal/v1/op"),
+    (Route::InternalKeyspace, "POST", "/internal/v1/keyspace"),
     (Route::Other, "", "other"),
 ];
 

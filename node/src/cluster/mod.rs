@@ -11,6 +11,7 @@ pub mod coalesce;
 pub mod epochs;
 pub mod error;
 pub mod fence;
+pub mod keyspace;
 pub mod migration;
 pub mod node;
 pub mod ops;

@@ -334,6 +334,26 @@ impl PeerApi for HttpPeers {
         self.forward_op(addr, key, op, from).boxed()
     }
 
+    fn keyspace<'a>(
+        &'a self,
+        addr: &'a str,
+        q: &'a super::keyspace::Query,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
+        async move {
+            if addr.is_empty() {
+                return Err(PeerError::NoAddr);
+            }
+            let rb = self
+                .http
+                .post(self.url(addr, "/internal/v1/keyspace"))
+                .timeout(KEYSPACE_TIMEOUT)
+                .json(q);
+            forwarded(addr, self.internal(rb, from)).await
+        }
+        .boxed()
+    }
+
     fn apply<'a>(
         &'a self,
         addr: &'a str,
@@ -386,6 +406,9 @@ fn key_path(key: &[u8]) -> String {
 
 /// Sends a forwarded client operation: an answer below 500 is the owner's, 5xx and no answer
 /// are errors (the next owner is tried).
+/// A keyspace query lists or deletes every key of many partitions: longer than one hop.
+const KEYSPACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn forwarded(addr: &str, rb: reqwest::RequestBuilder) -> Result<Forwarded, PeerError> {
     let resp = rb.send().await.map_err(|e| unreachable(addr, &e))?;
     let status = resp.status().as_u16();

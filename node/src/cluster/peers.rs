@@ -111,6 +111,15 @@ pub trait PeerApi: Send + Sync {
         from: &'a Sender,
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>>;
 
+    /// Asks `addr` for the keys of some partitions (`POST /internal/v1/keyspace`); a 2xx body
+    /// is the JSON [`super::keyspace::Answer`].
+    fn keyspace<'a>(
+        &'a self,
+        addr: &'a str,
+        q: &'a super::keyspace::Query,
+        from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>>;
+
     /// Replica write of `records` (already versioned here). Returns the peer's epoch.
     fn apply<'a>(
         &'a self,

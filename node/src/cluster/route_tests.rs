@@ -143,6 +143,16 @@ impl PeerApi for FakePeers {
         self.forwarded(addr, 200, Bytes::from(answer)).boxed()
     }
 
+    fn keyspace<'a>(
+        &'a self,
+        addr: &'a str,
+        _q: &'a super::keyspace::Query,
+        _from: &'a Sender,
+    ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
+        let answer = serde_json::to_vec(&super::keyspace::Answer::default()).unwrap_or_default();
+        self.forwarded(addr, 200, Bytes::from(answer)).boxed()
+    }
+
     fn apply<'a>(
         &'a self,
         addr: &'a str,

@@ -653,6 +653,25 @@ impl Engine {
         Ok(old.len())
     }
 
+    /// The live keys of partition `p` that `keep` accepts (by key and kind), in no order.
+    pub fn live_keys(
+        &self,
+        p: u32,
+        now_ms: u64,
+        mut keep: impl FnMut(&[u8], Kind) -> bool,
+    ) -> Result<Vec<Bytes>, EngineError> {
+        let part = self
+            .parts
+            .get(p as usize)
+            .ok_or(EngineError::NoSuchPartition(p))?;
+        Ok(part
+            .lock()
+            .iter()
+            .filter(|b| !b.is_tombstone() && !b.is_expired(now_ms) && keep(b.key(), b.kind()))
+            .map(|b| Bytes::copy_from_slice(b.key()))
+            .collect())
+    }
+
     /// Live (non-tombstone, unexpired) entries in partition `p`.
     pub fn partition_len(&self, p: u32, now_ms: u64) -> usize {
         self.parts.get(p as usize).map_or(0, |part| {

@@ -229,3 +229,17 @@ pub async fn abort() -> StatusCode {
     });
     StatusCode::ACCEPTED
 }
+
+/// `POST /internal/v1/keyspace`: the keys of some partitions this node serves completely,
+/// listed, counted or deleted (JSON [`crate::cluster::keyspace::Query`]); answers the JSON
+/// [`crate::cluster::keyspace::Answer`], naming the partitions it does not serve.
+pub async fn keyspace(
+    State(s): State<SharedNode>,
+    req: Request,
+) -> Result<axum::Json<crate::cluster::keyspace::Answer>, ApiError> {
+    // A query names at most every partition and a pattern.
+    let (body, _draw) = super::body::read(&s, req, 1 << 20).await?;
+    let q: crate::cluster::keyspace::Query = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadBody, format!("invalid keyspace query: {e}")))?;
+    Ok(axum::Json(crate::cluster::keyspace::local(&s, &q).await?))
+}

@@ -71,6 +71,7 @@ fn endpoint(route: Route, max_value_size: u64) -> Option<(MethodRouter<SharedNod
         Route::InternalPartition => (get(internal::partition), Access::Internal),
         Route::InternalReplicate => (post(internal::apply).layer(batch_limit), Access::Internal),
         Route::InternalOp => (post(internal::op).layer(batch_limit), Access::Internal),
+        Route::InternalKeyspace => (post(internal::keyspace), Access::Internal),
         Route::Other => return None,
     })
 }

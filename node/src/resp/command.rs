@@ -6,6 +6,7 @@
 use super::reply;
 use crate::cluster::node::SharedNode;
 use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome};
+use crate::cluster::keyspace::{self, Action, Answer as KsAnswer, Query};
 use crate::commands::{CmdError, Frame};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -178,6 +179,8 @@ static COMMANDS: &[Spec] = &[
     spec!("EXPIREAT", -3, First, true, |x, a| expire(
         x, a, 1_000, true
     )),
+    spec!("FLUSHALL", -1, None, true, flush),
+    spec!("FLUSHDB", -1, None, true, flush),
     spec!("GET", 2, First, false, get),
     spec!("GETDEL", 2, First, true, getdel),
     spec!("GETEX", -2, First, true, getex),
@@ -185,6 +188,7 @@ static COMMANDS: &[Spec] = &[
     spec!("INCR", 2, First, true, |x, a| incr_by(x, a, Some(1))),
     spec!("INCRBY", 3, First, true, |x, a| incr_by(x, a, None)),
     spec!("INFO", -1, None, false, info),
+    spec!("KEYS", 2, None, false, keys),
     spec!("MGET", -2, All, false, mget),
     spec!("MSET", -3, Pairs, true, mset),
     spec!("PERSIST", 2, First, true, persist),
@@ -194,6 +198,8 @@ static COMMANDS: &[Spec] = &[
     spec!("PSETEX", 4, First, true, |x, a| set_ex(x, a, 1)),
     spec!("PTTL", 2, First, false, |x, a| ttl(x, a, false)),
     spec!("QUIT", -1, None, false, quit),
+    spec!("RANDOMKEY", 1, None, false, randomkey),
+    spec!("SCAN", -2, None, false, scan),
     spec!("SELECT", 2, None, false, select),
     spec!("SET", -3, First, true, set),
     spec!("SETEX", 4, First, true, |x, a| set_ex(x, a, 1_000)),
@@ -204,8 +210,28 @@ static COMMANDS: &[Spec] = &[
     spec!("UNLINK", -2, All, true, del),
 ];
 
-const GET: usize = 12;
-const SET: usize = 29;
+const GET: usize = position("GET");
+const SET: usize = position("SET");
+
+/// Where `name` is in [`COMMANDS`] (at compile time; a missing name fails the build).
+const fn position(name: &str) -> usize {
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        let c = COMMANDS[i].name.as_bytes();
+        let n = name.as_bytes();
+        if c.len() == n.len() {
+            let mut j = 0;
+            while j < c.len() && c[j] == n[j] {
+                j += 1;
+            }
+            if j == c.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("command not in the table")
+}
 
 /// A typed command's table entry (`commands::DEFS`): its one key at 1, run by [`typed`].
 const fn typed_spec(d: &crate::commands::Def) -> Spec {
@@ -1072,10 +1098,132 @@ fn command(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     Reply::Now
 }
 
-/// Live keys held by this node (a node of a cluster also holds replica copies).
+/// Runs a keyspace query over the cluster, answered by `shape`.
+fn over_keyspace(x: &mut Exec<'_>, q: Query, shape: impl FnOnce(KsAnswer) -> Answer + Send + 'static) -> Reply {
+    let s = x.s.clone();
+    later(x, async move {
+        match keyspace::gather(&s, q).await {
+            Ok(a) => shape(a),
+            Err(e) => failed(e),
+        }
+    })
+}
+
+fn query(partitions: Vec<u32>, action: Action) -> Query {
+    Query {
+        partitions,
+        action,
+        pattern: None,
+        kind: None,
+    }
+}
+
+fn keys_frame(keys: Vec<Bytes>) -> Frame {
+    Frame::Array(keys.into_iter().map(Frame::Bulk).collect())
+}
+
+/// `DBSIZE`: the keys of the cluster, each counted once (not once per replica).
 fn dbsize(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
-    reply::int(x.out, x.s.engine.stats().items as i64);
-    Reply::Now
+    let q = query(keyspace::all(x.s), Action::Count);
+    over_keyspace(x, q, |a| Answer::Int(a.count as i64))
+}
+
+/// `KEYS pattern`: every matching key of the cluster.
+fn keys(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let mut q = query(keyspace::all(x.s), Action::Keys);
+    q.pattern = Some(key(args, 1));
+    let limit = max_reply(x.s);
+    over_keyspace(x, q, move |a| {
+        if a.keys.iter().map(|k| k.len() + 16).sum::<usize>() > limit {
+            return Answer::Err(reply_too_large(limit));
+        }
+        Answer::Frame(keys_frame(a.keys))
+    })
+}
+
+/// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`: deletes every key of the cluster through the write
+/// path (replicated tombstones), answered once every partition's owner has done so.
+fn flush(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    match args.len() {
+        1 => {}
+        2 if args.get(1).eq_ignore_ascii_case(b"ASYNC")
+            || args.get(1).eq_ignore_ascii_case(b"SYNC") => {}
+        _ => return syntax(x),
+    }
+    let q = query(keyspace::all(x.s), Action::Flush);
+    over_keyspace(x, q, |_| Answer::Ok)
+}
+
+/// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`: the cursor is the next partition to list, so it
+/// stays valid while the cluster scales; `COUNT` partitions are listed per call.
+fn scan(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let Some(cursor) = std::str::from_utf8(args.get(1))
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return fail(x, "ERR invalid cursor");
+    };
+    let total = x.s.engine.partitions();
+    let mut q = query(Vec::new(), Action::Keys);
+    let mut count = 10u64;
+    let mut i = 2;
+    while i < args.len() {
+        if i + 1 >= args.len() {
+            return syntax(x);
+        }
+        let (o, v) = (args.get(i), args.get(i + 1));
+        if o.eq_ignore_ascii_case(b"MATCH") {
+            q.pattern = Some(key(args, i + 1));
+        } else if o.eq_ignore_ascii_case(b"COUNT") {
+            match integer(v) {
+                Some(n) if n >= 1 => count = n as u64,
+                Some(_) => return syntax(x),
+                None => return fail(x, NOT_INTEGER),
+            }
+        } else if o.eq_ignore_ascii_case(b"TYPE") {
+            q.kind = Some(args.text(i + 1));
+        } else {
+            return syntax(x);
+        }
+        i += 2;
+    }
+    let start = cursor.min(u64::from(total)) as u32;
+    let end = (u64::from(start) + count.min(u64::from(total))).min(u64::from(total)) as u32;
+    q.partitions = (start..end).collect();
+    let next = if end >= total { 0 } else { end };
+    over_keyspace(x, q, move |a| {
+        Answer::Frame(Frame::Array(vec![
+            Frame::Bulk(Bytes::from(next.to_string())),
+            keys_frame(a.keys),
+        ]))
+    })
+}
+
+/// `RANDOMKEY`: a key of a partition picked at random (the next ones when it is empty).
+fn randomkey(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
+    let s = x.s.clone();
+    let total = s.engine.partitions();
+    let start = (s.clock.now_ms() as u32).wrapping_mul(2_654_435_761) % total.max(1);
+    later(x, async move {
+        // A few partitions per call: an empty cluster is scanned whole, a full one answered
+        // from the first chunk.
+        const CHUNK: u32 = 16;
+        let mut done = 0;
+        while done < total {
+            let parts = (done..(done + CHUNK).min(total))
+                .map(|i| (start + i) % total)
+                .collect();
+            match keyspace::gather(&s, query(parts, Action::Keys)).await {
+                Ok(a) if !a.keys.is_empty() => {
+                    let pick = (s.clock.now_ms() as usize) % a.keys.len();
+                    return Answer::Bulk(a.keys[pick].clone());
+                }
+                Ok(_) => done += CHUNK,
+                Err(e) => return failed(e),
+            }
+        }
+        Answer::Null
+    })
 }
 
 /// `TIME`: this node's clock, seconds and microseconds (what clients use to compute
@@ -1115,7 +1263,7 @@ mod tests {
                 Some(c.name)
             );
         }
-        assert!(lookup(b"FLUSHALL").is_none());
+        assert!(lookup(b"NOSUCHCOMMAND").is_none());
         assert_eq!((COMMANDS[GET].name, COMMANDS[SET].name), ("GET", "SET"));
         assert!(lookup(b"AVERYLONGCOMMANDNAME").is_none());
     }

@@ -1,0 +1,312 @@
+//! Hashes, sets, sorted sets and lists on a loopback cluster through the Redis protocol: written
+//! through one node and read through another (so most are forwarded and all replicated),
+//! `WRONGTYPE` wherever the key lives, the keyspace commands over the whole cluster (each key
+//! once, not once per replica), and every family through a kill -9 of an owner and a restart
+//! from a snapshot.
+
+mod support;
+
+use redis::{Commands, Connection};
+use ringcache_ring::MemberState::{Recovering, Up};
+use std::collections::{BTreeMap, BTreeSet};
+use support::*;
+
+/// A cluster whose nodes each also listen for RESP on a fixed address (kept across restarts).
+struct Typed {
+    c: Cluster,
+    resp: Vec<String>,
+}
+
+impl Typed {
+    async fn start(name: &str, n: usize, extra: &[&str]) -> Typed {
+        let mut c = Cluster::new(name, n);
+        let members: Vec<usize> = (0..n).collect();
+        c.ring = c.fresh_ring(&members, 2.min(n as u32), 1);
+        c.write_ring_file();
+        let resp: Vec<String> = (0..n)
+            .map(|i| format!("127.0.0.{}:{}", i + 2, free_port()))
+            .collect();
+        let mut t = Typed { c, resp };
+        for i in 0..n {
+            t.start_node(i, extra);
+        }
+        for i in 0..n {
+            t.c.wait_ready(i).await;
+        }
+        t
+    }
+
+    fn start_node(&mut self, i: usize, extra: &[&str]) {
+        let mut flags = vec!["--resp-listen", self.resp[i].as_str()];
+        flags.extend_from_slice(extra);
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        self.c.start(i, &flags);
+    }
+
+    fn conn(&self, i: usize) -> Connection {
+        redis::Client::open(format!("redis://{}/", self.resp[i]))
+            .and_then(|c| c.get_connection())
+            .unwrap_or_else(|e| panic!("connecting to node {i}'s RESP port: {e}"))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// What the test wrote, per family, to compare with what the cluster answers.
+#[derive(Default, Clone)]
+struct Expected {
+    hashes: BTreeMap<String, BTreeMap<String, String>>,
+    sets: BTreeMap<String, BTreeSet<String>>,
+    zsets: BTreeMap<String, Vec<(String, f64)>>,
+    lists: BTreeMap<String, Vec<String>>,
+}
+
+impl Expected {
+    fn keys(&self) -> BTreeSet<String> {
+        self.hashes
+            .keys()
+            .chain(self.sets.keys())
+            .chain(self.zsets.keys())
+            .chain(self.lists.keys())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Writes `n` keys of each family, each through node `i % nodes`, with several commands per
+/// key (so each is a read-modify-write on the key's owner, not one blind write).
+fn write_families(conns: &mut [Connection], n: usize) -> Expected {
+    let mut e = Expected::default();
+    let nodes = conns.len();
+    for i in 0..n {
+        let c = &mut conns[i % nodes];
+        let h = format!("h:{i}");
+        let _: i64 = c.hset_multiple(&h, &[("a", "1"), ("b", "2")]).map(|()| 0).unwrap();
+        let _: i64 = c.hincr(&h, "a", 10 + i as i64).unwrap();
+        e.hashes.insert(
+            h,
+            BTreeMap::from([
+                ("a".into(), (11 + i).to_string()),
+                ("b".into(), "2".into()),
+            ]),
+        );
+        let s = format!("s:{i}");
+        let _: i64 = c.sadd(&s, &["x", "y", "z"]).unwrap();
+        let _: i64 = c.srem(&s, "y").unwrap();
+        e.sets.insert(s, BTreeSet::from(["x".into(), "z".into()]));
+        let z = format!("z:{i}");
+        let _: i64 = c.zadd_multiple(&z, &[(2.5, "b"), (1.0, "a")]).unwrap();
+        let _: f64 = c.zincr(&z, "a", 5).unwrap();
+        e.zsets
+            .insert(z, vec![("b".into(), 2.5), ("a".into(), 6.0)]);
+        let l = format!("l:{i}");
+        let _: i64 = c.rpush(&l, &["1", "2", "3"]).unwrap();
+        let _: i64 = c.lpush(&l, "0").unwrap();
+        let _: Option<String> = c.rpop(&l, None).unwrap();
+        e.lists
+            .insert(l, vec!["0".into(), "1".into(), "2".into()]);
+    }
+    e
+}
+
+/// Every key of `e` reads back as written through `c`; the first difference is returned.
+fn verify(c: &mut Connection, e: &Expected) -> Result<(), String> {
+    for (k, want) in &e.hashes {
+        let got: BTreeMap<String, String> = c.hgetall(k).map_err(|x| format!("{k}: {x}"))?;
+        if &got != want {
+            return Err(format!("{k}: {got:?} != {want:?}"));
+        }
+    }
+    for (k, want) in &e.sets {
+        let got: BTreeSet<String> = c.smembers(k).map_err(|x| format!("{k}: {x}"))?;
+        if &got != want {
+            return Err(format!("{k}: {got:?} != {want:?}"));
+        }
+    }
+    for (k, want) in &e.zsets {
+        let got: Vec<(String, f64)> = c
+            .zrange_withscores(k, 0, -1)
+            .map_err(|x| format!("{k}: {x}"))?;
+        if &got != want {
+            return Err(format!("{k}: {got:?} != {want:?}"));
+        }
+    }
+    for (k, want) in &e.lists {
+        let got: Vec<String> = c.lrange(k, 0, -1).map_err(|x| format!("{k}: {x}"))?;
+        if &got != want {
+            return Err(format!("{k}: {got:?} != {want:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// `SCAN` through `c` to the end: every key it returned, in order, with repeats.
+fn scan_all(c: &mut Connection, count: usize, kind: Option<&str>) -> Vec<String> {
+    let mut cursor = 0u64;
+    let mut out = Vec::new();
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("COUNT").arg(count);
+        if let Some(t) = kind {
+            cmd.arg("TYPE").arg(t);
+        }
+        let (next, keys): (u64, Vec<String>) = cmd.query(c).unwrap();
+        out.extend(keys);
+        if next == 0 {
+            return out;
+        }
+        assert!(next > cursor, "the cursor moves forward: {cursor} -> {next}");
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_through_any_node_with_wrongtype_and_a_cluster_wide_keyspace() {
+    let t = Typed::start("typed-any", 3, &[]).await;
+    let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
+    blocking(move || {
+        let e = write_families(&mut conns, 60);
+        // Read through a node other than the writer: forwarded to the owner.
+        for c in conns.iter_mut() {
+            verify(c, &e).unwrap();
+        }
+        let c = &mut conns[1];
+        let _: () = c.set("plain", "text").unwrap();
+        for (cmd, key) in [("HGETALL", "plain"), ("SMEMBERS", "plain"), ("LLEN", "plain")] {
+            let r: redis::RedisResult<redis::Value> = redis::cmd(cmd).arg(key).query(c);
+            let err = r.expect_err("a collection command on a string");
+            assert_eq!(err.code(), Some("WRONGTYPE"), "{cmd}: {err}");
+        }
+        let r: redis::RedisResult<Option<String>> = c.get("h:0");
+        assert_eq!(r.expect_err("GET of a hash").code(), Some("WRONGTYPE"));
+        let t0: String = redis::cmd("TYPE").arg("z:0").query(c).unwrap();
+        assert_eq!(t0, "zset");
+        let n: i64 = c.exists(&["h:0", "s:0", "z:0", "l:0", "plain", "nope"]).unwrap();
+        assert_eq!(n, 5);
+
+        // The keyspace, each key once (RF=2: every key is held twice).
+        let mut all = e.keys();
+        all.insert("plain".into());
+        for c in conns.iter_mut() {
+            let n: usize = redis::cmd("DBSIZE").query(c).unwrap();
+            assert_eq!(n, all.len());
+        }
+        let mut hashes: Vec<String> = conns[2].keys("h:*").unwrap();
+        hashes.sort();
+        let want: Vec<String> = e.hashes.keys().cloned().collect();
+        assert_eq!(hashes, want);
+        let scanned = scan_all(&mut conns[0], 100, None);
+        let distinct: BTreeSet<String> = scanned.iter().cloned().collect();
+        assert_eq!(scanned.len(), distinct.len(), "SCAN returned a key twice");
+        assert_eq!(distinct, all, "SCAN missed keys");
+        let zsets: BTreeSet<String> = scan_all(&mut conns[1], 300, Some("zset"))
+            .into_iter()
+            .collect();
+        assert_eq!(zsets, e.zsets.keys().cloned().collect());
+        let r: Option<String> = redis::cmd("RANDOMKEY").query(&mut conns[2]).unwrap();
+        assert!(r.is_some_and(|k| all.contains(&k)));
+
+        let _: () = redis::cmd("FLUSHDB").query(&mut conns[2]).unwrap();
+        for c in conns.iter_mut() {
+            let n: usize = redis::cmd("DBSIZE").query(c).unwrap();
+            assert_eq!(n, 0, "keys left after FLUSHDB");
+            let h: BTreeMap<String, String> = c.hgetall("h:1").unwrap();
+            assert!(h.is_empty());
+        }
+        let r: Option<String> = redis::cmd("RANDOMKEY").query(&mut conns[0]).unwrap();
+        assert_eq!(r, None);
+    })
+    .await;
+}
+
+/// Marks node `i` recovering with its new incarnation, waits for its pulls, marks it up (what
+/// the operator does on a restart).
+async fn recover(c: &mut Cluster, i: usize) {
+    let inc = c.incarnation(i).await;
+    let epoch = c.ring.epoch + 1;
+    let ring = Cluster::with_member(&c.ring, epoch, i, Recovering, inc.clone());
+    c.set_ring(ring).await;
+    c.wait_migrations(&[i], epoch).await;
+    let ring = Cluster::with_member(&c.ring, epoch + 1, i, Up, inc);
+    c.set_ring(ring).await;
+    c.wait_ready(i).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_survives_a_kill_of_an_owner_and_its_recovery() {
+    let mut t = Typed::start("typed-kill", 3, &[]).await;
+    let ring = t.c.vouched(t.c.ring.clone()).await;
+    let mut ring = ring;
+    ring.epoch = 2;
+    t.c.set_ring(ring).await;
+    let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
+    let (e, conns) = blocking(move || {
+        let e = write_families(&mut conns, 150);
+        (e, conns)
+    })
+    .await;
+    drop(conns);
+
+    t.c.kill9(2);
+    let mut survivors: Vec<Connection> = (0..2).map(|i| t.conn(i)).collect();
+    let e2 = e.clone();
+    // Every write was acknowledged by both owners: the survivors hold all of it.
+    blocking(move || {
+        for c in survivors.iter_mut() {
+            verify(c, &e2).unwrap();
+        }
+    })
+    .await;
+
+    t.start_node(2, &[]);
+    t.c.wait_alive(2).await;
+    recover(&mut t.c, 2).await;
+    let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
+    blocking(move || {
+        for c in conns.iter_mut() {
+            verify(c, &e).unwrap();
+        }
+        let n: usize = redis::cmd("DBSIZE").query(&mut conns[2]).unwrap();
+        assert_eq!(n, e.keys().len());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_is_reloaded_from_a_snapshot() {
+    let dir = std::env::temp_dir().join(format!("rc-typed-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.to_string_lossy().to_string();
+    let flags = ["--data-dir", data.as_str(), "--snapshot-interval", "1h"];
+    let mut t = Typed::start("typed-snap", 1, &flags).await;
+    let mut c = t.conn(0);
+    let (e, c) = blocking(move || {
+        let e = write_families(std::slice::from_mut(&mut c), 80);
+        let _: bool = c.expire("h:0", 3_600).unwrap();
+        (e, c)
+    })
+    .await;
+    drop(c);
+    // A graceful stop writes the final snapshot.
+    t.c.terminate(0);
+    assert!(dir.join("snapshot.bin").exists(), "no snapshot at stop");
+    t.start_node(0, &flags);
+    t.c.wait_ready(0).await;
+    let mut c = t.conn(0);
+    blocking(move || {
+        verify(&mut c, &e).unwrap();
+        let ttl: i64 = c.ttl("h:0").unwrap();
+        assert!((3_500..=3_600).contains(&ttl), "the expiry came back: {ttl}");
+        let kinds: Vec<String> = ["h:1", "s:1", "z:1", "l:1"]
+            .iter()
+            .map(|k| redis::cmd("TYPE").arg(k).query(&mut c).unwrap())
+            .collect();
+        assert_eq!(kinds, ["hash", "set", "zset", "list"]);
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
