@@ -24,6 +24,6 @@ mod route_tests;
 
 pub use epochs::{install_ring, observe_epoch};
 pub use error::{ClusterError, Op};
-pub use ops::{Cond, Expiry, KeyOp, OpError, Outcome};
+pub use ops::{Cond, Expiry, KeyOp, OpError, Outcome, When};
 pub use peers::{PeerApi, PeerError, Peers, Sender, WriteOp};
 pub use route::{Origin, Write, op, read, required_acks, write};

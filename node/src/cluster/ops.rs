@@ -23,6 +23,36 @@ pub enum Expiry {
     At(u64),
 }
 
+/// When an `EXPIRE` happens (`NX`, `XX`, `GT`, `LT`; no expiry counts as infinite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum When {
+    #[default]
+    Always,
+    /// Only a key without an expiry.
+    NoExpiry,
+    /// Only a key with an expiry.
+    HasExpiry,
+    /// Only when the new expiry is later.
+    Later,
+    /// Only when the new expiry is earlier.
+    Earlier,
+}
+
+impl When {
+    /// Whether an expiry `current` (0: none) may become `new` (0: none).
+    fn allows(self, current: u64, new: u64) -> bool {
+        let inf = |t: u64| if t == 0 { u64::MAX } else { t };
+        match self {
+            When::Always => true,
+            When::NoExpiry => current == 0,
+            When::HasExpiry => current != 0,
+            When::Later => inf(new) > inf(current),
+            When::Earlier => inf(new) < inf(current),
+        }
+    }
+}
+
 /// When a set happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,8 +86,15 @@ pub enum KeyOp {
         #[serde(with = "crate::serde_b64")]
         value: Bytes,
     },
-    /// Sets (`At`, in the past: deletes) or clears the expiry; answers 1 when the key changed.
-    Expire { expiry: Expiry },
+    /// Sets (`At`, in the past: deletes) or clears the expiry when `when` holds; answers 1
+    /// when the key changed.
+    Expire {
+        expiry: Expiry,
+        #[serde(default)]
+        when: When,
+    },
+    /// The key's expiry as a Unix ms: -2 absent, -1 no expiry (`PEXPIRETIME`).
+    Deadline,
     /// Milliseconds the key has left: -2 absent, -1 no expiry.
     Ttl,
     /// A command on a typed value (hash, set, sorted set, list): `args[0]` its name,
@@ -73,6 +110,7 @@ impl KeyOp {
     pub fn writes(&self) -> bool {
         match self {
             KeyOp::Ttl
+            | KeyOp::Deadline
             | KeyOp::GetEx {
                 expiry: Expiry::Keep,
             } => false,
@@ -307,11 +345,14 @@ fn decide(
                 answer: Ok(Outcome::Int(size as i64)),
             }
         }
-        KeyOp::Expire { expiry } => {
+        KeyOp::Expire { expiry, when } => {
             let Some(c) = cur else {
                 return Change::Keep(Ok(Outcome::Int(0)));
             };
             let expires_at = expiry_after(*expiry, c.expires_at);
+            if !when.allows(c.expires_at, expires_at) {
+                return Change::Keep(Ok(Outcome::Int(0)));
+            }
             match expiry {
                 Expiry::Keep => Change::Keep(Ok(Outcome::Int(0))),
                 Expiry::Clear if c.expires_at == 0 => Change::Keep(Ok(Outcome::Int(0))),
@@ -324,6 +365,11 @@ fn decide(
                 },
             }
         }
+        KeyOp::Deadline => Change::Keep(Ok(Outcome::Int(match cur {
+            None => -2,
+            Some(c) if c.expires_at == 0 => -1,
+            Some(c) => c.expires_at as i64,
+        }))),
         KeyOp::Ttl => Change::Keep(Ok(Outcome::Int(match cur {
             None => -2,
             Some(c) if c.expires_at == 0 => -1,
@@ -436,6 +482,7 @@ mod tests {
             "n",
             KeyOp::Expire {
                 expiry: Expiry::At(3_000),
+                when: When::Always,
             },
         )
         .unwrap();
@@ -481,7 +528,8 @@ mod tests {
         );
         assert_eq!(
             r(KeyOp::Expire {
-                expiry: Expiry::Clear
+                expiry: Expiry::Clear,
+                when: When::Always,
             }),
             Ok(Outcome::Int(0)),
             "PERSIST of no ttl"
@@ -495,7 +543,8 @@ mod tests {
         assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(1_000)));
         assert_eq!(
             r(KeyOp::Expire {
-                expiry: Expiry::Clear
+                expiry: Expiry::Clear,
+                when: When::Always,
             }),
             Ok(Outcome::Int(1))
         );
@@ -505,19 +554,43 @@ mod tests {
         assert_eq!(r(KeyOp::Ttl), Ok(Outcome::Int(-2)));
         assert_eq!(
             r(KeyOp::Expire {
-                expiry: Expiry::At(5_000)
+                expiry: Expiry::At(5_000),
+                when: When::Always,
             }),
             Ok(Outcome::Int(0))
         );
         r(app("z")).unwrap();
         assert_eq!(
             r(KeyOp::Expire {
-                expiry: Expiry::At(10)
+                expiry: Expiry::At(10),
+                when: When::Always,
             }),
             Ok(Outcome::Int(1)),
             "past: deleted"
         );
         assert_eq!(e.get(b"k", 1_000), None);
+    }
+
+    #[test]
+    fn expire_conditions_follow_redis() {
+        let e = engine();
+        let r = |op| run(&e, "k", op, 1_000);
+        let exp = |at: u64, when| KeyOp::Expire {
+            expiry: Expiry::At(at),
+            when,
+        };
+        r(set("v", Expiry::Clear, Cond::Always, false)).unwrap();
+        assert_eq!(r(exp(9_000, When::HasExpiry)), Ok(Outcome::Int(0)));
+        assert_eq!(r(exp(9_000, When::Later)), Ok(Outcome::Int(0)), "no ttl is infinite");
+        assert_eq!(r(exp(9_000, When::NoExpiry)), Ok(Outcome::Int(1)));
+        assert_eq!(r(exp(8_000, When::NoExpiry)), Ok(Outcome::Int(0)));
+        assert_eq!(r(exp(8_000, When::Later)), Ok(Outcome::Int(0)));
+        assert_eq!(r(exp(10_000, When::Later)), Ok(Outcome::Int(1)));
+        assert_eq!(r(exp(12_000, When::Earlier)), Ok(Outcome::Int(0)));
+        assert_eq!(r(exp(5_000, When::Earlier)), Ok(Outcome::Int(1)));
+        assert_eq!(r(exp(6_000, When::HasExpiry)), Ok(Outcome::Int(1)));
+        assert_eq!(r(KeyOp::Deadline), Ok(Outcome::Int(6_000)));
+        assert_eq!(run(&e, "none", KeyOp::Deadline, 1_000), Ok(Outcome::Int(-2)));
     }
 
     #[test]
@@ -551,6 +624,7 @@ mod tests {
             },
             KeyOp::Expire {
                 expiry: Expiry::Keep,
+                when: When::Always,
             },
             KeyOp::Ttl,
         ];

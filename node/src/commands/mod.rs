@@ -9,6 +9,7 @@ pub mod glob;
 mod hash;
 mod list;
 mod set;
+mod string;
 mod util;
 pub use util::as_integer;
 mod zset;
@@ -93,6 +94,13 @@ const fn def(name: &'static str, arity: i32, writes: bool) -> Def {
 fn family(name: &str) -> Family {
     match name.as_bytes()[0] {
         _ if name == "TYPE" => Family::Key,
+        _ if matches!(
+            name,
+            "GETSET" | "GETRANGE" | "SUBSTR" | "SETRANGE" | "INCRBYFLOAT"
+        ) =>
+        {
+            Family::String
+        }
         b'H' => Family::Hash,
         b'L' | b'R' => Family::List,
         b'S' => Family::Set,
@@ -102,14 +110,17 @@ fn family(name: &str) -> Family {
 
 enum Family {
     Key,
+    String,
     Hash,
     List,
     Set,
     ZSet,
 }
 
-/// Every typed command (each takes its one key at argument 1).
+/// Every command run by [`run`] (each takes its one key at argument 1).
 pub const DEFS: &[Def] = &[
+    def("GETRANGE", 4, false),
+    def("GETSET", 3, true),
     def("HDEL", -3, true),
     def("HEXISTS", 3, false),
     def("HGET", 3, false),
@@ -126,6 +137,7 @@ pub const DEFS: &[Def] = &[
     def("HSETNX", 4, true),
     def("HSTRLEN", 3, false),
     def("HVALS", 2, false),
+    def("INCRBYFLOAT", 3, true),
     def("LINDEX", 3, false),
     def("LINSERT", 5, true),
     def("LLEN", 2, false),
@@ -142,6 +154,7 @@ pub const DEFS: &[Def] = &[
     def("RPUSHX", -3, true),
     def("SADD", -3, true),
     def("SCARD", 2, false),
+    def("SETRANGE", 4, true),
     def("SISMEMBER", 3, false),
     def("SMEMBERS", 2, false),
     def("SMISMEMBER", -3, false),
@@ -149,6 +162,7 @@ pub const DEFS: &[Def] = &[
     def("SRANDMEMBER", -2, false),
     def("SREM", -3, true),
     def("SSCAN", -3, false),
+    def("SUBSTR", 4, false),
     def("TYPE", 2, false),
     def("ZADD", -4, true),
     def("ZCARD", 2, false),
@@ -199,6 +213,7 @@ pub fn run(args: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Decision {
         Family::Key => Change::Keep(Ok(Frame::Simple(
             cur.map_or("none", |c| c.kind.name()).to_string(),
         ))),
+        Family::String => string::run(d.name, a, cur, ctx),
         Family::Hash => hash::run(d.name, a, cur, ctx),
         Family::List => list::run(d.name, a, cur, ctx),
         Family::Set => set::run(d.name, a, cur, ctx),

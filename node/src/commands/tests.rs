@@ -251,3 +251,26 @@ fn a_change_keeps_the_expiry() {
     h.ok("HSET h b 2");
     assert_eq!(h.held.as_ref().map(|x| x.2), Some(5_000));
 }
+
+#[test]
+fn string_commands_that_read_what_they_change() {
+    let mut s = Key::string("Hello World");
+    assert_eq!(s.ok("GETRANGE k 0 4"), Frame::bulk(b"Hello"));
+    assert_eq!(s.ok("GETRANGE k -5 -1"), Frame::bulk(b"World"));
+    assert_eq!(s.ok("SUBSTR k 5 100"), Frame::bulk(b" World"));
+    assert_eq!(s.ok("GETRANGE k -1 -5"), Frame::bulk(b""));
+    assert_eq!(s.ok("SETRANGE k 6 Redis"), int(11));
+    assert_eq!(s.ok("GETSET k new"), Frame::bulk(b"Hello Redis"));
+    let mut gap = Key::default();
+    assert_eq!(gap.ok("SETRANGE k 3 ab"), int(5));
+    assert_eq!(gap.held.as_ref().map(|h| h.1.to_vec()), Some(b"\0\0\0ab".to_vec()));
+    assert!(gap.err("SETRANGE k 100 x").contains("maximum allowed size"));
+    let mut f = Key::string("10.5");
+    assert_eq!(f.ok("INCRBYFLOAT k 0.1"), Frame::bulk(b"10.6"));
+    assert_eq!(f.ok("INCRBYFLOAT k -5.6"), Frame::bulk(b"5"));
+    assert_eq!(f.err("INCRBYFLOAT k x"), "ERR value is not a valid float");
+    let mut h = Key::default();
+    h.ok("HSET k f v");
+    assert_eq!(h.run("GETRANGE k 0 1"), Err(CmdError::WrongType));
+    assert_eq!(h.run("GETSET k v"), Err(CmdError::WrongType));
+}

@@ -5,7 +5,7 @@
 
 use super::reply;
 use crate::cluster::node::SharedNode;
-use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome};
+use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome, When};
 use crate::cluster::keyspace::{self, Action, Answer as KsAnswer, Query};
 use crate::commands::{CmdError, Frame};
 use bytes::Bytes;
@@ -179,6 +179,7 @@ static COMMANDS: &[Spec] = &[
     spec!("EXPIREAT", -3, First, true, |x, a| expire(
         x, a, 1_000, true
     )),
+    spec!("EXPIRETIME", 2, First, false, |x, a| deadline(x, a, 1_000)),
     spec!("FLUSHALL", -1, None, true, flush),
     spec!("FLUSHDB", -1, None, true, flush),
     spec!("GET", 2, First, false, get),
@@ -194,6 +195,7 @@ static COMMANDS: &[Spec] = &[
     spec!("PERSIST", 2, First, true, persist),
     spec!("PEXPIRE", -3, First, true, |x, a| expire(x, a, 1, false)),
     spec!("PEXPIREAT", -3, First, true, |x, a| expire(x, a, 1, true)),
+    spec!("PEXPIRETIME", 2, First, false, |x, a| deadline(x, a, 1)),
     spec!("PING", -1, None, false, ping),
     spec!("PSETEX", 4, First, true, |x, a| set_ex(x, a, 1)),
     spec!("PTTL", 2, First, false, |x, a| ttl(x, a, false)),
@@ -866,9 +868,22 @@ fn exists(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 }
 
 fn expire(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64, absolute: bool) -> Reply {
-    if args.len() > 3 {
-        return fail(x, &format!("ERR unsupported option {}", args.text(3)));
-    }
+    let when = match args.len() {
+        3 => When::Always,
+        4 => match args.get(3).to_ascii_uppercase().as_slice() {
+            b"NX" => When::NoExpiry,
+            b"XX" => When::HasExpiry,
+            b"GT" => When::Later,
+            b"LT" => When::Earlier,
+            _ => return fail(x, &format!("ERR Unsupported option {}", args.text(3))),
+        },
+        _ => {
+            return fail(
+                x,
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            );
+        }
+    };
     let Some(n) = integer(args.get(2)) else {
         return fail(x, NOT_INTEGER);
     };
@@ -892,9 +907,23 @@ fn expire(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64, absolute: bool) -> Re
         key(args, 1),
         KeyOp::Expire {
             expiry: Expiry::At(at),
+            when,
         },
         outcome,
     )
+}
+
+/// `EXPIRETIME`/`PEXPIRETIME`: the key's expiry as a Unix time in `unit_ms` units.
+fn deadline(x: &mut Exec<'_>, args: &Args<'_>, unit_ms: i64) -> Reply {
+    let shape: fn(Outcome) -> Answer = if unit_ms == 1 {
+        outcome
+    } else {
+        |o| match o {
+            Outcome::Int(ms) if ms >= 0 => Answer::Int(ms / 1000),
+            o => outcome(o),
+        }
+    };
+    run_op(x, key(args, 1), KeyOp::Deadline, shape)
 }
 
 fn persist(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
@@ -903,6 +932,7 @@ fn persist(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         key(args, 1),
         KeyOp::Expire {
             expiry: Expiry::Clear,
+            when: When::Always,
         },
         outcome,
     )
@@ -1085,15 +1115,91 @@ fn client(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     Reply::Now
 }
 
-/// Enough of `COMMAND` for redis-cli and client libraries: the count, and empty docs/info
-/// (clients fall back to their own tables).
+/// Every command of both tables.
+fn specs() -> impl Iterator<Item = &'static Spec> {
+    COMMANDS.iter().chain(TYPED.iter())
+}
+
+/// One `COMMAND INFO` entry, as Redis 7 writes it: name, arity, flags, first key, last key,
+/// key step, ACL categories, tips, key specs, subcommands.
+fn command_entry(out: &mut Vec<u8>, c: &Spec) {
+    let (first, last, step) = match c.keys {
+        Keys::None => (0, 0, 0),
+        Keys::First => (1, 1, 1),
+        Keys::All => (1, -1, 1),
+        Keys::Pairs => (1, -1, 2),
+    };
+    reply::array(out, 10);
+    reply::bulk(out, c.name.to_ascii_lowercase().as_bytes());
+    reply::int(out, i64::from(c.arity));
+    reply::array(out, 1);
+    reply::simple(out, if c.writes { "write" } else { "readonly" });
+    reply::int(out, first);
+    reply::int(out, last);
+    reply::int(out, step);
+    for _ in 0..4 {
+        reply::array(out, 0);
+    }
+}
+
+/// `COMMAND`, `COMMAND COUNT|LIST|INFO name…|DOCS|GETKEYS cmd args…`: what clients read to
+/// learn the table and where a command's keys are.
 fn command(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
-    if args.len() > 1 && args.get(1).eq_ignore_ascii_case(b"COUNT") {
-        reply::int(x.out, COMMANDS.len() as i64);
-    } else if args.len() > 1 && args.get(1).eq_ignore_ascii_case(b"DOCS") {
-        reply::map(x.out, 0, x.conn.resp3);
+    let sub = if args.len() > 1 {
+        args.get(1).to_ascii_uppercase()
     } else {
-        reply::array(x.out, 0);
+        Vec::new()
+    };
+    match sub.as_slice() {
+        b"" => {
+            reply::array(x.out, specs().count());
+            for c in specs() {
+                command_entry(x.out, c);
+            }
+        }
+        b"COUNT" => reply::int(x.out, specs().count() as i64),
+        b"LIST" => {
+            reply::array(x.out, specs().count());
+            for c in specs() {
+                reply::bulk(x.out, c.name.to_ascii_lowercase().as_bytes());
+            }
+        }
+        b"INFO" => {
+            reply::array(x.out, args.len() - 2);
+            for i in 2..args.len() {
+                match lookup(args.get(i)) {
+                    Some(c) => command_entry(x.out, c),
+                    None => reply::null(x.out, x.conn.resp3),
+                }
+            }
+        }
+        b"DOCS" => reply::map(x.out, 0, x.conn.resp3),
+        b"GETKEYS" if args.len() > 2 => {
+            let Some(c) = lookup(args.get(2)) else {
+                return fail(x, "ERR Invalid command specified");
+            };
+            let n = args.len() - 2;
+            if (c.arity > 0 && n as i32 != c.arity) || (c.arity < 0 && (n as i32) < -c.arity) {
+                return fail(x, "ERR Invalid number of arguments specified for command");
+            }
+            let at: Vec<usize> = c.key_indexes(n).collect();
+            if at.is_empty() {
+                return fail(x, "ERR The command has no key arguments");
+            }
+            reply::array(x.out, at.len());
+            for i in at {
+                reply::bulk(x.out, args.get(i + 2));
+            }
+        }
+        _ => {
+            return fail(
+                x,
+                &format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
+                    args.text(1)
+                ),
+            );
+        }
     }
     Reply::Now
 }
@@ -1155,7 +1261,9 @@ fn flush(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 }
 
 /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`: the cursor is the next partition to list, so it
-/// stays valid while the cluster scales; `COUNT` partitions are listed per call.
+/// stays valid while the cluster scales. A call lists `COUNT` partitions, then twice as many,
+/// … until it has `COUNT` keys or reached the last partition (a small keyspace is answered in
+/// one call with cursor 0, as Redis answers it).
 fn scan(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let Some(cursor) = std::str::from_utf8(args.get(1))
         .ok()
@@ -1187,14 +1295,25 @@ fn scan(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         }
         i += 2;
     }
-    let start = cursor.min(u64::from(total)) as u32;
-    let end = (u64::from(start) + count.min(u64::from(total))).min(u64::from(total)) as u32;
-    q.partitions = (start..end).collect();
-    let next = if end >= total { 0 } else { end };
-    over_keyspace(x, q, move |a| {
+    let s = x.s.clone();
+    later(x, async move {
+        let mut at = cursor.min(u64::from(total)) as u32;
+        let mut step = count.min(u64::from(total)).max(1) as u32;
+        let mut keys = Vec::new();
+        while at < total && (keys.len() as u64) < count {
+            let end = at.saturating_add(step).min(total);
+            q.partitions = (at..end).collect();
+            match keyspace::gather(&s, q.clone()).await {
+                Ok(a) => keys.extend(a.keys),
+                Err(e) => return failed(e),
+            }
+            at = end;
+            step = step.saturating_mul(2);
+        }
+        let next = if at >= total { 0 } else { at };
         Answer::Frame(Frame::Array(vec![
             Frame::Bulk(Bytes::from(next.to_string())),
-            keys_frame(a.keys),
+            keys_frame(keys),
         ]))
     })
 }
