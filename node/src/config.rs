@@ -45,7 +45,7 @@ pub struct Args {
     pub max_value_size: u64,
     /// Largest collection (hash, set, sorted set, list) in encoded bytes, quantity syntax: a
     /// write that would grow one past it is refused (`ERR … --max-collection-size`).
-    #[arg(long, env = "RINGCACHE_MAX_COLLECTION_SIZE", default_value = "64Mi", value_parser = parse_size)]
+    #[arg(long, env = "RINGCACHE_MAX_COLLECTION_SIZE", default_value = "4Mi", value_parser = parse_size)]
     pub max_collection_size: u64,
     /// File holding the bearer token of /internal/v1/*; none = internal API answers 403.
     #[arg(long, env = "RINGCACHE_INTERNAL_TOKEN_FILE")]
@@ -155,7 +155,7 @@ impl NodeConfig {
             max_memory: 256 << 20,
             eviction: EvictionPolicy::Lru,
             max_value_size: 1 << 20,
-            max_collection_size: 64 << 20,
+            max_collection_size: 4 << 20,
             internal_token: None,
             auth_token: None,
             data_dir: None,

@@ -70,6 +70,8 @@ pub struct Decoder {
     finished: bool,
     /// Largest value accepted (the node's `--max-value-size`).
     max_value: usize,
+    /// The bound of a typed (collection) value.
+    max_collection: usize,
 }
 
 impl Default for Decoder {
@@ -85,11 +87,19 @@ impl Decoder {
 
     /// A decoder refusing any value larger than `max_value` bytes.
     pub fn with_max_value(max_value: usize) -> Decoder {
+        Decoder::with_bounds(max_value, max_value)
+    }
+
+    /// A decoder refusing a string larger than `max_value` bytes and a collection (hash, set,
+    /// sorted set, list) larger than `max_collection` (a node's `--max-value-size` and
+    /// `--max-collection-size`).
+    pub fn with_bounds(max_value: usize, max_collection: usize) -> Decoder {
         Decoder {
             buf: BytesMut::new(),
             count: 0,
             finished: false,
             max_value: max_value.min(MAX_FRAME),
+            max_collection: max_collection.min(MAX_FRAME),
         }
     }
 
@@ -146,10 +156,16 @@ impl Decoder {
             self.buf[vpos + 2],
             self.buf[vpos + 3],
         ]) as usize;
-        if value_len > self.max_value {
+        // Kinds 0 (string) and 1 (tombstone) are strings; the others collections.
+        let max = if self.buf[vpos - 1] <= 1 {
+            self.max_value
+        } else {
+            self.max_collection
+        };
+        if value_len > max {
             return Err(WireError::ValueTooLarge {
                 len: value_len,
-                max: self.max_value,
+                max,
             });
         }
         if self.buf.len() < head + value_len {
@@ -197,7 +213,16 @@ impl Decoder {
 
 /// Decodes a complete stream held in memory, refusing values over `max_value` bytes.
 pub fn decode_all(bytes: &[u8], max_value: usize) -> Result<Vec<Record>, WireError> {
-    let mut d = Decoder::with_max_value(max_value);
+    decode_bounded(bytes, max_value, max_value)
+}
+
+/// [`decode_all`] with a string's and a collection's bound ([`Decoder::with_bounds`]).
+pub fn decode_bounded(
+    bytes: &[u8],
+    max_value: usize,
+    max_collection: usize,
+) -> Result<Vec<Record>, WireError> {
+    let mut d = Decoder::with_bounds(max_value, max_collection);
     d.feed(bytes)?;
     let mut out = Vec::new();
     while let Some(r) = d.next_record()? {
@@ -388,6 +413,38 @@ mod tests {
                 "kind {kind} with {value:?}"
             );
         }
+    }
+
+    #[test]
+    fn strings_and_collections_have_their_own_bound() {
+        let big = vec![b'x'; 100];
+        let string = Record {
+            key: Bytes::from_static(b"s"),
+            version: 1,
+            expires_at: 0,
+            value: Some(Bytes::from(big.clone())),
+            kind: Kind::String,
+        };
+        let list = Record {
+            key: Bytes::from_static(b"l"),
+            version: 1,
+            expires_at: 0,
+            value: Some(value::encode([&big[..]])),
+            kind: Kind::List,
+        };
+        let one = |r: &Record| encode_all(std::slice::from_ref(r));
+        assert!(
+            decode_bounded(&one(&list), 50, 200).is_ok(),
+            "a list within its bound"
+        );
+        assert!(matches!(
+            decode_bounded(&one(&string), 50, 200),
+            Err(WireError::ValueTooLarge { max: 50, .. })
+        ));
+        assert!(matches!(
+            decode_bounded(&one(&list), 200, 50),
+            Err(WireError::ValueTooLarge { max: 50, .. })
+        ));
     }
 
     #[test]

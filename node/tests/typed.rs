@@ -84,14 +84,14 @@ fn write_families(conns: &mut [Connection], n: usize) -> Expected {
     for i in 0..n {
         let c = &mut conns[i % nodes];
         let h = format!("h:{i}");
-        let _: i64 = c.hset_multiple(&h, &[("a", "1"), ("b", "2")]).map(|()| 0).unwrap();
+        let _: i64 = c
+            .hset_multiple(&h, &[("a", "1"), ("b", "2")])
+            .map(|()| 0)
+            .unwrap();
         let _: i64 = c.hincr(&h, "a", 10 + i as i64).unwrap();
         e.hashes.insert(
             h,
-            BTreeMap::from([
-                ("a".into(), (11 + i).to_string()),
-                ("b".into(), "2".into()),
-            ]),
+            BTreeMap::from([("a".into(), (11 + i).to_string()), ("b".into(), "2".into())]),
         );
         let s = format!("s:{i}");
         let _: i64 = c.sadd(&s, &["x", "y", "z"]).unwrap();
@@ -106,8 +106,7 @@ fn write_families(conns: &mut [Connection], n: usize) -> Expected {
         let _: i64 = c.rpush(&l, &["1", "2", "3"]).unwrap();
         let _: i64 = c.lpush(&l, "0").unwrap();
         let _: Option<String> = c.rpop(&l, None).unwrap();
-        e.lists
-            .insert(l, vec!["0".into(), "1".into(), "2".into()]);
+        e.lists.insert(l, vec!["0".into(), "1".into(), "2".into()]);
     }
     e
 }
@@ -158,7 +157,10 @@ fn scan_all(c: &mut Connection, count: usize, kind: Option<&str>) -> Vec<String>
         if next == 0 {
             return out;
         }
-        assert!(next > cursor, "the cursor moves forward: {cursor} -> {next}");
+        assert!(
+            next > cursor,
+            "the cursor moves forward: {cursor} -> {next}"
+        );
         cursor = next;
     }
 }
@@ -175,7 +177,11 @@ async fn every_family_through_any_node_with_wrongtype_and_a_cluster_wide_keyspac
         }
         let c = &mut conns[1];
         let _: () = c.set("plain", "text").unwrap();
-        for (cmd, key) in [("HGETALL", "plain"), ("SMEMBERS", "plain"), ("LLEN", "plain")] {
+        for (cmd, key) in [
+            ("HGETALL", "plain"),
+            ("SMEMBERS", "plain"),
+            ("LLEN", "plain"),
+        ] {
             let r: redis::RedisResult<redis::Value> = redis::cmd(cmd).arg(key).query(c);
             let err = r.expect_err("a collection command on a string");
             assert_eq!(err.code(), Some("WRONGTYPE"), "{cmd}: {err}");
@@ -184,7 +190,9 @@ async fn every_family_through_any_node_with_wrongtype_and_a_cluster_wide_keyspac
         assert_eq!(r.expect_err("GET of a hash").code(), Some("WRONGTYPE"));
         let t0: String = redis::cmd("TYPE").arg("z:0").query(c).unwrap();
         assert_eq!(t0, "zset");
-        let n: i64 = c.exists(&["h:0", "s:0", "z:0", "l:0", "plain", "nope"]).unwrap();
+        let n: i64 = c
+            .exists(&["h:0", "s:0", "z:0", "l:0", "plain", "nope"])
+            .unwrap();
         assert_eq!(n, 5);
 
         // The keyspace, each key once (RF=2: every key is held twice).
@@ -300,7 +308,10 @@ async fn every_family_is_reloaded_from_a_snapshot() {
     blocking(move || {
         verify(&mut c, &e).unwrap();
         let ttl: i64 = c.ttl("h:0").unwrap();
-        assert!((3_500..=3_600).contains(&ttl), "the expiry came back: {ttl}");
+        assert!(
+            (3_500..=3_600).contains(&ttl),
+            "the expiry came back: {ttl}"
+        );
         let kinds: Vec<String> = ["h:1", "s:1", "z:1", "l:1"]
             .iter()
             .map(|k| redis::cmd("TYPE").arg(k).query(&mut c).unwrap())

@@ -91,7 +91,8 @@ pub async fn local(s: &SharedNode, q: &Query) -> Result<Answer, ClusterError> {
             continue;
         }
         let keys = s.engine.live_keys(p, now, |k, kd| {
-            kind.is_none_or(|t| t == kd) && q.pattern.as_deref().is_none_or(|pat| glob::matches(pat, k))
+            kind.is_none_or(|t| t == kd)
+                && q.pattern.as_deref().is_none_or(|pat| glob::matches(pat, k))
         })?;
         match q.action {
             Action::Keys => {
@@ -239,8 +240,7 @@ mod tests {
         assert_eq!(back.action, q.action);
         assert_eq!(back.pattern, q.pattern);
         assert_eq!(back.kind, q.kind);
-        let bare: Query =
-            serde_json::from_str(r#"{"partitions":[1],"action":"count"}"#).unwrap();
+        let bare: Query = serde_json::from_str(r#"{"partitions":[1],"action":"count"}"#).unwrap();
         assert!(bare.pattern.is_none() && bare.kind.is_none());
     }
 }

@@ -163,7 +163,10 @@ async fn pull_from(
         Err(e) => return Err(PullError::Transient(e.to_string())),
     };
     let transient = |e: String| PullError::Transient(format!("{addr}: {e}"));
-    let mut dec = Decoder::with_max_value(usize::try_from(s.max_record_value()).unwrap_or(usize::MAX));
+    let mut dec = Decoder::with_bounds(
+        usize::try_from(s.max_value_size).unwrap_or(usize::MAX),
+        usize::try_from(s.max_collection_size).unwrap_or(usize::MAX),
+    );
     let (mut keys, mut bytes) = (0u64, 0u64);
     loop {
         // A source that stops sending (a half-open connection) fails the pull instead of

@@ -581,7 +581,11 @@ mod tests {
         };
         r(set("v", Expiry::Clear, Cond::Always, false)).unwrap();
         assert_eq!(r(exp(9_000, When::HasExpiry)), Ok(Outcome::Int(0)));
-        assert_eq!(r(exp(9_000, When::Later)), Ok(Outcome::Int(0)), "no ttl is infinite");
+        assert_eq!(
+            r(exp(9_000, When::Later)),
+            Ok(Outcome::Int(0)),
+            "no ttl is infinite"
+        );
         assert_eq!(r(exp(9_000, When::NoExpiry)), Ok(Outcome::Int(1)));
         assert_eq!(r(exp(8_000, When::NoExpiry)), Ok(Outcome::Int(0)));
         assert_eq!(r(exp(8_000, When::Later)), Ok(Outcome::Int(0)));
@@ -590,7 +594,10 @@ mod tests {
         assert_eq!(r(exp(5_000, When::Earlier)), Ok(Outcome::Int(1)));
         assert_eq!(r(exp(6_000, When::HasExpiry)), Ok(Outcome::Int(1)));
         assert_eq!(r(KeyOp::Deadline), Ok(Outcome::Int(6_000)));
-        assert_eq!(run(&e, "none", KeyOp::Deadline, 1_000), Ok(Outcome::Int(-2)));
+        assert_eq!(
+            run(&e, "none", KeyOp::Deadline, 1_000),
+            Ok(Outcome::Int(-2))
+        );
     }
 
     #[test]

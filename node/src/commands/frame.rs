@@ -89,7 +89,12 @@ pub fn parse_double(b: &[u8]) -> Option<f64> {
         "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
         "-inf" | "-infinity" => f64::NEG_INFINITY,
         // Rust's parser takes "infinity"/"nan" spellings handled above or refused below.
-        _ if s.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') => return None,
+        _ if s
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') =>
+        {
+            return None;
+        }
         _ => s.parse().ok()?,
     };
     (!d.is_nan()).then_some(d)

@@ -31,13 +31,12 @@ pub fn matches(pattern: &[u8], s: &[u8]) -> bool {
                         continue;
                     }
                 }
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == s[i] {
-                        p += 2;
-                        i += 1;
-                        continue;
-                    }
+                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == s[i] => {
+                    p += 2;
+                    i += 1;
+                    continue;
                 }
+                b'\\' if p + 1 < pattern.len() => {}
                 c if c == s[i] => {
                     p += 1;
                     i += 1;
@@ -76,7 +75,9 @@ fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
                     hit = true;
                 }
             }
-            _ if pattern.get(j + 1) == Some(&b'-') && pattern.get(j + 2).is_some_and(|&e| e != b']') => {
+            _ if pattern.get(j + 1) == Some(&b'-')
+                && pattern.get(j + 2).is_some_and(|&e| e != b']') =>
+            {
                 let (lo, hi) = (b.min(pattern[j + 2]), b.max(pattern[j + 2]));
                 if (lo..=hi).contains(&c) {
                     hit = true;

@@ -37,8 +37,9 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
             }
             store(KIND, &l, &items, ctx, Frame::Int(removed))
         }
-        "HGET" => keep(Ok(find(&l, &a[0])
-            .map_or(Frame::Nil, |i| Frame::bulk(l.items[2 * i + 1])))),
+        "HGET" => keep(Ok(
+            find(&l, &a[0]).map_or(Frame::Nil, |i| Frame::bulk(l.items[2 * i + 1]))
+        )),
         "HMGET" => keep(Ok(Frame::Array(
             a.iter()
                 .map(|f| find(&l, f).map_or(Frame::Nil, |i| Frame::bulk(l.items[2 * i + 1])))
@@ -60,12 +61,14 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
         "HINCRBYFLOAT" => incr(a, &l, ctx, true),
         "HRANDFIELD" => keep(randfield(a, &l, ctx)),
         "HSCAN" => keep(scan(a, &l)),
-        _ => keep(Err(CmdError::Reply(format!("ERR unknown command '{name}'")))),
+        _ => keep(Err(CmdError::Reply(format!(
+            "ERR unknown command '{name}'"
+        )))),
     }
 }
 
 fn set(name: &str, a: &[Bytes], l: &Loaded<'_>, ctx: &Ctx) -> Decision {
-    if a.len() % 2 != 0 || (name == "HSETNX" && a.len() != 2) {
+    if !a.len().is_multiple_of(2) || (name == "HSETNX" && a.len() != 2) {
         return keep(Err(CmdError::arity(name)));
     }
     if let Err(e) = util::check_sizes(a, ctx) {
@@ -102,9 +105,7 @@ fn incr(a: &[Bytes], l: &Loaded<'_>, ctx: &Ctx, float: bool) -> Decision {
             None => 0.0,
             Some(Some(v)) => v,
             Some(None) => {
-                return keep(Err(CmdError::Reply(
-                    "ERR hash value is not a float".into(),
-                )));
+                return keep(Err(CmdError::Reply("ERR hash value is not a float".into())));
             }
         };
         let v = base + by;

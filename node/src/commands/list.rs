@@ -40,9 +40,10 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
         "LPOP" | "RPOP" => pop(name, a, &l, ctx),
         "LLEN" => keep(Ok(Frame::Int(l.items.len() as i64))),
         "LRANGE" => keep(lrange(a, &l)),
-        "LINDEX" => keep(util::int(&a[0]).map(|i| {
-            index(i, l.items.len()).map_or(Frame::Nil, |i| Frame::bulk(l.items[i]))
-        })),
+        "LINDEX" => keep(
+            util::int(&a[0])
+                .map(|i| index(i, l.items.len()).map_or(Frame::Nil, |i| Frame::bulk(l.items[i]))),
+        ),
         "LSET" => {
             let i = match util::int(&a[0]) {
                 Ok(i) => i,
@@ -81,7 +82,9 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
         }
         "LINSERT" => linsert(a, &l, ctx),
         "LPOS" => keep(lpos(a, &l)),
-        _ => keep(Err(CmdError::Reply(format!("ERR unknown command '{name}'")))),
+        _ => keep(Err(CmdError::Reply(format!(
+            "ERR unknown command '{name}'"
+        )))),
     }
 }
 
@@ -112,7 +115,10 @@ fn pop(name: &str, a: &[Bytes], l: &Loaded<'_>, ctx: &Ctx) -> Decision {
         (l.items[..take].to_vec(), &l.items[take..])
     } else {
         let cut = l.items.len() - take;
-        (l.items[cut..].iter().rev().copied().collect(), &l.items[..cut])
+        (
+            l.items[cut..].iter().rev().copied().collect(),
+            &l.items[..cut],
+        )
     };
     let answer = match count {
         None => Frame::bulk(taken[0]),
@@ -209,9 +215,10 @@ fn lpos(a: &[Bytes], l: &Loaded<'_>) -> Result<Frame, CmdError> {
                 ));
             }
         } else if a[i].eq_ignore_ascii_case(b"COUNT") {
-            count = Some(util::positive(v).map_err(|_| {
-                CmdError::Reply("ERR COUNT can't be negative".into())
-            })?);
+            count = Some(
+                util::positive(v)
+                    .map_err(|_| CmdError::Reply("ERR COUNT can't be negative".into()))?,
+            );
         } else if a[i].eq_ignore_ascii_case(b"MAXLEN") {
             maxlen = util::positive(v)
                 .map_err(|_| CmdError::Reply("ERR MAXLEN can't be negative".into()))?;

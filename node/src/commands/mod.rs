@@ -96,7 +96,15 @@ fn family(name: &str) -> Family {
         _ if name == "TYPE" => Family::Key,
         _ if matches!(
             name,
-            "GETSET" | "GETRANGE" | "SUBSTR" | "SETRANGE" | "INCRBYFLOAT"
+            "GETSET"
+                | "GETRANGE"
+                | "SUBSTR"
+                | "SETRANGE"
+                | "INCRBYFLOAT"
+                | "GETBIT"
+                | "SETBIT"
+                | "BITCOUNT"
+                | "BITPOS"
         ) =>
         {
             Family::String
@@ -119,6 +127,9 @@ enum Family {
 
 /// Every command run by [`run`] (each takes its one key at argument 1).
 pub const DEFS: &[Def] = &[
+    def("BITCOUNT", -2, false),
+    def("BITPOS", -3, false),
+    def("GETBIT", 3, false),
     def("GETRANGE", 4, false),
     def("GETSET", 3, true),
     def("HDEL", -3, true),
@@ -154,6 +165,7 @@ pub const DEFS: &[Def] = &[
     def("RPUSHX", -3, true),
     def("SADD", -3, true),
     def("SCARD", 2, false),
+    def("SETBIT", 4, true),
     def("SETRANGE", 4, true),
     def("SISMEMBER", 3, false),
     def("SMEMBERS", 2, false),

@@ -59,14 +59,18 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
         "SMISMEMBER" => {
             let seen = index(&l);
             keep(Ok(Frame::Array(
-                a.iter().map(|m| Frame::bool(seen.contains(&m[..]))).collect(),
+                a.iter()
+                    .map(|m| Frame::bool(seen.contains(&m[..])))
+                    .collect(),
             )))
         }
         "SCARD" => keep(Ok(Frame::Int(l.items.len() as i64))),
         "SPOP" => pop(a, &l, ctx),
         "SRANDMEMBER" => keep(random(a, &l, ctx)),
         "SSCAN" => keep(scan(a, &l)),
-        _ => keep(Err(CmdError::Reply(format!("ERR unknown command '{name}'")))),
+        _ => keep(Err(CmdError::Reply(format!(
+            "ERR unknown command '{name}'"
+        )))),
     }
 }
 

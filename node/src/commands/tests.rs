@@ -116,7 +116,10 @@ fn hashes_set_get_count_and_delete_like_redis() {
     assert_eq!(h.err("HINCRBY h f1 1"), "ERR hash value is not an integer");
     assert_eq!(h.ok("HINCRBYFLOAT h fl 10.5"), Frame::bulk(b"10.5"));
     assert_eq!(h.ok("HSTRLEN h f3"), int(2));
-    assert_eq!(h.err("HSET h odd"), "ERR wrong number of arguments for 'hset' command");
+    assert_eq!(
+        h.err("HSET h odd"),
+        "ERR wrong number of arguments for 'hset' command"
+    );
     assert_eq!(h.ok("HDEL h f1 f2 f3 n fl nope"), int(5));
     assert!(h.held.is_none(), "an emptied hash is deleted, as in Redis");
     assert_eq!(h.ok("HGETALL h"), Frame::Map(Vec::new()));
@@ -129,17 +132,17 @@ fn sets_keep_members_distinct() {
     assert_eq!(s.ok("SADD s a"), int(0));
     assert_eq!(s.ok("SCARD s"), int(3));
     assert_eq!(s.ok("SISMEMBER s b"), int(1));
-    assert_eq!(
-        s.ok("SMISMEMBER s a z"),
-        Frame::Array(vec![int(1), int(0)])
-    );
+    assert_eq!(s.ok("SMISMEMBER s a z"), Frame::Array(vec![int(1), int(0)]));
     assert_eq!(s.ok("SREM s a z"), int(1));
     let Frame::Bulk(popped) = s.ok("SPOP s") else {
         panic!("SPOP answers a member");
     };
     assert!(popped == "b" || popped == "c");
     assert_eq!(s.ok("SCARD s"), int(1));
-    assert_eq!(s.err("SPOP s -1"), "ERR value is out of range, must be positive");
+    assert_eq!(
+        s.err("SPOP s -1"),
+        "ERR value is out of range, must be positive"
+    );
 }
 
 #[test]
@@ -194,10 +197,19 @@ fn sorted_sets_order_by_score_then_member() {
     );
     assert_eq!(z.ok("ZREMRANGEBYSCORE z 2 2"), int(1));
     assert_eq!(z.ok("ZCARD z"), int(2));
-    assert_eq!(z.err("ZADD z NX XX 1 a"), "ERR XX and NX options at the same time are not compatible");
+    assert_eq!(
+        z.err("ZADD z NX XX 1 a"),
+        "ERR XX and NX options at the same time are not compatible"
+    );
     assert_eq!(z.err("ZADD z x a"), "ERR value is not a valid float");
-    assert_eq!(z.err("ZRANGEBYSCORE z a 1"), "ERR min or max is not a float");
-    assert_eq!(z.err("ZRANGE z 0 1 LIMIT 0 1"), "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+    assert_eq!(
+        z.err("ZRANGEBYSCORE z a 1"),
+        "ERR min or max is not a float"
+    );
+    assert_eq!(
+        z.err("ZRANGE z 0 1 LIMIT 0 1"),
+        "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+    );
 }
 
 #[test]
@@ -209,7 +221,10 @@ fn lex_ranges_follow_redis() {
     assert_eq!(z.ok("ZLEXCOUNT z - +"), int(4));
     assert_eq!(z.ok("ZREMRANGEBYLEX z - [b"), int(2));
     assert_eq!(z.ok("ZRANGE z - + BYLEX"), bulks(&["c", "d"]));
-    assert_eq!(z.err("ZLEXCOUNT z a b"), "ERR min or max not valid string range item");
+    assert_eq!(
+        z.err("ZLEXCOUNT z a b"),
+        "ERR min or max not valid string range item"
+    );
 }
 
 #[test]
@@ -217,7 +232,11 @@ fn a_collection_command_on_another_kind_is_wrongtype() {
     for cmd in ["HGET k f", "SADD k m", "ZADD k 1 m", "LPUSH k x"] {
         let mut k = Key::string("text");
         assert_eq!(k.run(cmd), Err(CmdError::WrongType), "{cmd}");
-        assert_eq!(k.held.as_ref().map(|h| h.0), Some(Kind::String), "untouched");
+        assert_eq!(
+            k.held.as_ref().map(|h| h.0),
+            Some(Kind::String),
+            "untouched"
+        );
     }
     let mut h = Key::default();
     h.ok("HSET k f v");
@@ -229,7 +248,10 @@ fn a_collection_command_on_another_kind_is_wrongtype() {
 fn bounds_refuse_whole_commands() {
     let mut s = Key::default();
     let big = "x".repeat(65);
-    assert!(s.err(&format!("SADD s a {big}")).contains("maximum value size"));
+    assert!(
+        s.err(&format!("SADD s a {big}"))
+            .contains("maximum value size")
+    );
     assert!(s.held.is_none(), "nothing of a refused command is stored");
     let small = Ctx {
         max_collection: 16,
@@ -263,7 +285,10 @@ fn string_commands_that_read_what_they_change() {
     assert_eq!(s.ok("GETSET k new"), Frame::bulk(b"Hello Redis"));
     let mut gap = Key::default();
     assert_eq!(gap.ok("SETRANGE k 3 ab"), int(5));
-    assert_eq!(gap.held.as_ref().map(|h| h.1.to_vec()), Some(b"\0\0\0ab".to_vec()));
+    assert_eq!(
+        gap.held.as_ref().map(|h| h.1.to_vec()),
+        Some(b"\0\0\0ab".to_vec())
+    );
     assert!(gap.err("SETRANGE k 100 x").contains("maximum allowed size"));
     let mut f = Key::string("10.5");
     assert_eq!(f.ok("INCRBYFLOAT k 0.1"), Frame::bulk(b"10.6"));
@@ -273,4 +298,44 @@ fn string_commands_that_read_what_they_change() {
     h.ok("HSET k f v");
     assert_eq!(h.run("GETRANGE k 0 1"), Err(CmdError::WrongType));
     assert_eq!(h.run("GETSET k v"), Err(CmdError::WrongType));
+}
+
+#[test]
+fn bits_are_counted_and_found_as_redis_does() {
+    let mut b = Key::default();
+    assert_eq!(b.ok("SETBIT k 7 1"), int(0));
+    assert_eq!(b.ok("SETBIT k 7 1"), int(1));
+    assert_eq!(b.held.as_ref().map(|h| h.1.to_vec()), Some(vec![1u8]));
+    assert_eq!(b.ok("GETBIT k 7"), int(1));
+    assert_eq!(b.ok("GETBIT k 100"), int(0));
+    assert_eq!(
+        b.err("SETBIT k -1 1"),
+        "ERR bit offset is not an integer or out of range"
+    );
+    assert_eq!(
+        b.err("SETBIT k 1 2"),
+        "ERR bit is not an integer or out of range"
+    );
+    let mut s = Key::string("foobar");
+    assert_eq!(s.ok("BITCOUNT k"), int(26));
+    assert_eq!(s.ok("BITCOUNT k 0 0"), int(4));
+    assert_eq!(s.ok("BITCOUNT k 1 1"), int(6));
+    assert_eq!(s.ok("BITCOUNT k 5 30 BIT"), int(17));
+    let mut p = Key {
+        held: Some((Kind::String, Bytes::from_static(&[0xff, 0xf0, 0x00]), 0)),
+    };
+    assert_eq!(p.ok("BITPOS k 0"), int(12));
+    assert_eq!(p.ok("BITPOS k 1 2"), int(-1));
+    let mut ones = Key {
+        held: Some((Kind::String, Bytes::from_static(&[0xff]), 0)),
+    };
+    assert_eq!(
+        ones.ok("BITPOS k 0"),
+        int(8),
+        "clear bits continue past the end"
+    );
+    assert_eq!(ones.ok("BITPOS k 0 0 -1"), int(-1), "not with an end given");
+    let mut none = Key::default();
+    assert_eq!(none.ok("BITPOS k 0"), int(0));
+    assert_eq!(none.ok("BITPOS k 1"), int(-1));
 }

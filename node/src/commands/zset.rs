@@ -159,7 +159,9 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
         }
         "ZRANDMEMBER" => keep(random(a, &m, ctx)),
         "ZSCAN" => keep(scan(a, &m)),
-        _ => keep(Err(CmdError::Reply(format!("ERR unknown command '{name}'")))),
+        _ => keep(Err(CmdError::Reply(format!(
+            "ERR unknown command '{name}'"
+        )))),
     }
 }
 
@@ -191,7 +193,7 @@ fn zadd(a: &[Bytes], l: &Loaded<'_>, m: Vec<(f64, &[u8])>, ctx: &Ctx) -> Decisio
         i += 1;
     }
     let rest = &a[i..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return keep(Err(CmdError::syntax()));
     }
     if f.nx && f.xx {
@@ -526,18 +528,16 @@ fn select<'a>(
     })
 }
 
-fn zrange(a: &[Bytes], m: &[(f64, &[u8])], spec: Result<Spec, CmdError>) -> Result<Frame, CmdError> {
+fn zrange(
+    a: &[Bytes],
+    m: &[(f64, &[u8])],
+    spec: Result<Spec, CmdError>,
+) -> Result<Frame, CmdError> {
     let s = spec?;
     Ok(listing(&select(a, m, &s)?, s.scores))
 }
 
-fn pop(
-    max: bool,
-    a: &[Bytes],
-    l: &Loaded<'_>,
-    mut m: Vec<(f64, &[u8])>,
-    ctx: &Ctx,
-) -> Decision {
+fn pop(max: bool, a: &[Bytes], l: &Loaded<'_>, mut m: Vec<(f64, &[u8])>, ctx: &Ctx) -> Decision {
     let count = match a {
         [] => None,
         [c] => match util::positive(c) {

@@ -20,8 +20,8 @@ pub mod value;
 
 use block::{Block, Meta};
 pub use entry::{ENTRY_OVERHEAD, Record, entry_size};
-pub use kind::{Kind, WrongKind};
 pub use hlc::Hlc;
+pub use kind::{Kind, WrongKind};
 
 use bytes::Bytes;
 use hashbrown::HashTable;

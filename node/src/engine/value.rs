@@ -88,7 +88,9 @@ pub fn score_bytes(score: f64) -> [u8; 8] {
 
 /// A stored score.
 pub fn score_of(kind: Kind, b: &[u8]) -> Result<f64, Corrupt> {
-    let arr: [u8; 8] = b.try_into().map_err(|_| corrupt(kind, "score not 8 bytes"))?;
+    let arr: [u8; 8] = b
+        .try_into()
+        .map_err(|_| corrupt(kind, "score not 8 bytes"))?;
     let s = f64::from_le_bytes(arr);
     if s.is_nan() {
         return Err(corrupt(kind, "score is NaN"));
@@ -172,7 +174,10 @@ mod tests {
         assert!(validate(Kind::Hash, &odd).is_err());
         assert!(validate(Kind::Set, &odd).is_ok());
         assert!(validate(Kind::Set, b"").is_err(), "empty");
-        assert!(validate(Kind::List, &[0x85]).is_err(), "length past the end");
+        assert!(
+            validate(Kind::List, &[0x85]).is_err(),
+            "length past the end"
+        );
         let (one, two) = (score_bytes(1.0), score_bytes(2.0));
         let ordered = encode([&one[..], b"a", &two[..], b"b"]);
         assert!(validate(Kind::ZSet, &ordered).is_ok());

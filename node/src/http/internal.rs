@@ -165,15 +165,17 @@ pub async fn partition(
 pub async fn apply(State(s): State<SharedNode>, req: Request) -> Result<StatusCode, ApiError> {
     let limit = super::body::batch_body_limit(s.max_record_value());
     let (body, _draw) = super::body::read(&s, req, limit).await?;
-    let max_value = usize::try_from(s.max_record_value()).unwrap_or(usize::MAX);
-    let records = crate::wire::decode_all(&body, max_value).map_err(|e| match e {
-        crate::wire::WireError::ValueTooLarge { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::ValueTooLarge,
-            e.to_string(),
-        ),
-        e => ApiError::bad_request(ErrorCode::BadStream, e.to_string()),
-    })?;
+    let bound = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+    let records =
+        crate::wire::decode_bounded(&body, bound(s.max_value_size), bound(s.max_collection_size))
+            .map_err(|e| match e {
+            crate::wire::WireError::ValueTooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::ValueTooLarge,
+                e.to_string(),
+            ),
+            e => ApiError::bad_request(ErrorCode::BadStream, e.to_string()),
+        })?;
     let now = s.clock.now_ms();
     // Refuse the whole stream before applying any of it when one record is from the future.
     let limit = now.saturating_add(crate::engine::MAX_FUTURE_MS);
@@ -239,7 +241,8 @@ pub async fn keyspace(
 ) -> Result<axum::Json<crate::cluster::keyspace::Answer>, ApiError> {
     // A query names at most every partition and a pattern.
     let (body, _draw) = super::body::read(&s, req, 1 << 20).await?;
-    let q: crate::cluster::keyspace::Query = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(ErrorCode::BadBody, format!("invalid keyspace query: {e}")))?;
+    let q: crate::cluster::keyspace::Query = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::BadBody, format!("invalid keyspace query: {e}"))
+    })?;
     Ok(axum::Json(crate::cluster::keyspace::local(&s, &q).await?))
 }

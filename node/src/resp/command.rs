@@ -4,9 +4,9 @@
 //! output; one that waits on a peer becomes a future the connection answers in order.
 
 use super::reply;
+use crate::cluster::keyspace::{self, Action, Answer as KsAnswer, Query};
 use crate::cluster::node::SharedNode;
 use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome, When};
-use crate::cluster::keyspace::{self, Action, Answer as KsAnswer, Query};
 use crate::commands::{CmdError, Frame};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -512,7 +512,10 @@ fn get(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     let p = s.engine.partition_of(k);
     if s.ring.serves_read_locally(p) {
         let out = &mut *x.out;
-        match s.engine.get_in(p, k, s.clock.now_ms(), |v| reply::bulk(out, v)) {
+        match s
+            .engine
+            .get_in(p, k, s.clock.now_ms(), |v| reply::bulk(out, v))
+        {
             Ok(Some(())) => {}
             Ok(None) => reply::null(out, x.conn.resp3),
             Err(_) => return fail(x, WRONGTYPE),
@@ -1205,7 +1208,11 @@ fn command(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 }
 
 /// Runs a keyspace query over the cluster, answered by `shape`.
-fn over_keyspace(x: &mut Exec<'_>, q: Query, shape: impl FnOnce(KsAnswer) -> Answer + Send + 'static) -> Reply {
+fn over_keyspace(
+    x: &mut Exec<'_>,
+    q: Query,
+    shape: impl FnOnce(KsAnswer) -> Answer + Send + 'static,
+) -> Reply {
     let s = x.s.clone();
     later(x, async move {
         match keyspace::gather(&s, q).await {
