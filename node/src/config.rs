@@ -110,6 +110,10 @@ pub struct Args {
     /// while commands keep arriving); 0 = off, at most 10000.
     #[arg(long, env = "RINGCACHE_RESP_BUSY_POLL_US", default_value_t = 50)]
     pub resp_busy_poll_us: u64,
+    /// Numbered databases a RESP client may `SELECT` (0 to N-1), each its own keyspace across
+    /// the cluster; 1 to 256.
+    #[arg(long, env = "RINGCACHE_DATABASES", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub databases: u32,
     /// Longest a request body (or a partition pull) may stall between bytes.
     #[arg(long, env = "RINGCACHE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
     pub body_idle_timeout: u64,
@@ -143,6 +147,7 @@ pub struct NodeConfig {
     pub buffer_memory: u64,
     pub resp_listen: Option<SocketAddr>,
     pub resp_busy_poll_us: u64,
+    pub databases: u32,
 }
 
 impl NodeConfig {
@@ -174,6 +179,7 @@ impl NodeConfig {
             buffer_memory: 16 << 20,
             resp_listen: None,
             resp_busy_poll_us: 50,
+            databases: 16,
         }
     }
 
@@ -217,6 +223,7 @@ impl NodeConfig {
             buffer_memory: a.buffer_memory.max(1 << 20),
             resp_listen: a.resp_listen,
             resp_busy_poll_us: a.resp_busy_poll_us.min(10_000),
+            databases: a.databases,
         })
     }
 }

@@ -321,3 +321,58 @@ async fn every_family_is_reloaded_from_a_snapshot() {
     .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn select(c: &mut Connection, db: u8) {
+    let () = redis::cmd("SELECT").arg(db).query(c).unwrap();
+}
+
+fn dbsize(c: &mut Connection) -> usize {
+    redis::cmd("DBSIZE").query(c).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_databases_are_separate_keyspaces_across_the_cluster() {
+    let t = Typed::start("typed-dbs", 3, &["--databases", "4"]).await;
+    let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
+    let http = t.c.http.clone();
+    let base = t.c.nodes[2].base();
+    blocking(move || {
+        let [a, b, c] = &mut conns[..] else {
+            unreachable!()
+        };
+        let () = a.set("k", "zero").unwrap();
+        select(b, 1);
+        let () = b.set("k", "one").unwrap();
+        let _: i64 = b.hset("h", "f", "v").unwrap();
+        let _: i64 = b.rpush("l", &["x", "y"]).unwrap();
+        // Another connection, another node: database 1 is the same keyspace there.
+        select(c, 1);
+        let v: String = c.get("k").unwrap();
+        assert_eq!(v, "one");
+        let h: String = c.hget("h", "f").unwrap();
+        assert_eq!(h, "v");
+        assert_eq!(dbsize(c), 3);
+        let mut keys: Vec<String> = c.keys("*").unwrap();
+        keys.sort();
+        assert_eq!(keys, ["h", "k", "l"], "keys come back without their database");
+        let v: String = a.get("k").unwrap();
+        assert_eq!(v, "zero", "database 0 is untouched");
+        assert_eq!(dbsize(a), 1);
+        let r: redis::RedisResult<()> = redis::cmd("SELECT").arg(4).query(a);
+        assert!(r.unwrap_err().to_string().contains("DB index is out of range"));
+        let long = "x".repeat(249);
+        let r: redis::RedisResult<()> = c.set(&long, "v");
+        assert!(r.unwrap_err().to_string().contains("keys are 1 to 248 bytes"));
+
+        let () = redis::cmd("FLUSHDB").query(c).unwrap();
+        assert_eq!(dbsize(b), 0);
+        assert_eq!(dbsize(a), 1, "FLUSHDB empties the selected database only");
+        let () = b.set("again", "1").unwrap();
+        let () = redis::cmd("FLUSHALL").query(a).unwrap();
+        assert_eq!((dbsize(a), dbsize(b)), (0, 0));
+    })
+    .await;
+    // HTTP addresses database 0 only.
+    let r = http.get(format!("{base}/v1/keys/k")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

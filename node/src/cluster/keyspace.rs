@@ -12,7 +12,7 @@ use super::node::SharedNode;
 use super::ops::KeyOp;
 use super::peers::Sender;
 use super::route::{self, Origin};
-use crate::commands::glob;
+use crate::commands::{db, glob};
 use crate::engine::Kind;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -43,6 +43,10 @@ pub struct Query {
     /// Only keys of this `TYPE` name (`SCAN … TYPE`).
     #[serde(default)]
     pub kind: Option<String>,
+    /// Only keys of this numbered database (`commands::db`); none: every database. Listed
+    /// keys are the client's (without the database).
+    #[serde(default)]
+    pub db: Option<u8>,
 }
 
 /// Answer of `POST /internal/v1/keyspace`.
@@ -91,13 +95,22 @@ pub async fn local(s: &SharedNode, q: &Query) -> Result<Answer, ClusterError> {
             continue;
         }
         let keys = s.engine.live_keys(p, now, |k, kd| {
-            kind.is_none_or(|t| t == kd)
+            let (in_db, k) = db::split(k);
+            q.db.is_none_or(|d| d == in_db)
+                && kind.is_none_or(|t| t == kd)
                 && q.pattern.as_deref().is_none_or(|pat| glob::matches(pat, k))
         })?;
         match q.action {
             Action::Keys => {
                 a.count += keys.len() as u64;
-                a.keys.extend(keys);
+                a.keys.extend(keys.iter().map(|k| {
+                    let (_, own) = db::split(k);
+                    if own.len() == k.len() {
+                        k.clone()
+                    } else {
+                        k.slice_ref(own)
+                    }
+                }));
             }
             Action::Count => a.count += keys.len() as u64,
             Action::Flush => a.count += flush(s, keys).await?,
@@ -234,13 +247,15 @@ mod tests {
             action: Action::Flush,
             pattern: Some(Bytes::from_static(b"user:*\xff")),
             kind: Some("hash".into()),
+            db: Some(3),
         };
         let back: Query = serde_json::from_slice(&serde_json::to_vec(&q).unwrap()).unwrap();
         assert_eq!(back.partitions, q.partitions);
         assert_eq!(back.action, q.action);
         assert_eq!(back.pattern, q.pattern);
         assert_eq!(back.kind, q.kind);
+        assert_eq!(back.db, q.db);
         let bare: Query = serde_json::from_str(r#"{"partitions":[1],"action":"count"}"#).unwrap();
-        assert!(bare.pattern.is_none() && bare.kind.is_none());
+        assert!(bare.pattern.is_none() && bare.kind.is_none() && bare.db.is_none());
     }
 }

@@ -23,6 +23,8 @@ pub struct Node {
     pub max_value_size: u64,
     /// Largest collection in encoded bytes (`--max-collection-size`).
     pub max_collection_size: u64,
+    /// Numbered databases (`--databases`).
+    pub databases: u32,
     pub auth_token: Option<String>,
     pub internal_token: Option<String>,
     /// Writes this node coordinates, by routing epoch (the migration fence).
@@ -95,6 +97,7 @@ impl Node {
             clock,
             max_value_size: cfg.max_value_size,
             max_collection_size: cfg.max_collection_size,
+            databases: cfg.databases,
             auth_token: cfg.auth_token.clone(),
             internal_token: cfg.internal_token.clone(),
             writes: Arc::default(),

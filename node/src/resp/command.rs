@@ -7,7 +7,7 @@ use super::reply;
 use crate::cluster::keyspace::{self, Action, Answer as KsAnswer, Query};
 use crate::cluster::node::SharedNode;
 use crate::cluster::{self, ClusterError, Cond, Expiry, KeyOp, OpError, Origin, Outcome, When};
-use crate::commands::{CmdError, Frame};
+use crate::commands::{CmdError, Frame, db};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
 use ringcache_common::protocol::ErrorCode;
@@ -48,6 +48,8 @@ pub struct Conn {
     pub name: Option<String>,
     /// `QUIT` was answered: close once the answers before it are out.
     pub quit: bool,
+    /// The database `SELECT`ed (`commands::db`).
+    pub db: u8,
 }
 
 /// A command's answer when it is not written at once.
@@ -334,19 +336,53 @@ pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -
             ),
         );
     }
+    let mut plain = true;
     for i in spec.key_indexes(args.len()) {
         let k = args.get(i);
-        if k.is_empty() || k.len() > MAX_KEY_LEN {
+        plain &= db::is_plain(x.conn.db, k);
+        let max = if db::is_plain(x.conn.db, k) {
+            MAX_KEY_LEN
+        } else {
+            MAX_KEY_LEN - db::OVERHEAD
+        };
+        if k.is_empty() || k.len() > max {
             return fail(
                 x,
                 &format!(
-                    "ERR key of {} bytes: keys are 1 to {MAX_KEY_LEN} bytes",
-                    k.len()
+                    "ERR key of {} bytes: keys are 1 to {max} bytes{}",
+                    k.len(),
+                    if x.conn.db == 0 { "" } else { " in a database other than 0" }
                 ),
             );
         }
     }
-    (spec.run)(x, args)
+    if plain {
+        return (spec.run)(x, args);
+    }
+    // Keys of another database carry it (`commands::db`): the command runs on a copy of its
+    // arguments with the keys rewritten.
+    let mut keyed = vec![false; args.len()];
+    for i in spec.key_indexes(args.len()) {
+        keyed[i] = true;
+    }
+    let mut buf = Vec::new();
+    let mut ranges = Vec::with_capacity(args.len());
+    for (i, is_key) in keyed.iter().enumerate() {
+        let start = buf.len();
+        if *is_key {
+            buf.extend_from_slice(&db::stored(x.conn.db, args.get(i)));
+        } else {
+            buf.extend_from_slice(args.get(i));
+        }
+        ranges.push((start, buf.len()));
+    }
+    (spec.run)(
+        x,
+        &Args {
+            buf: &buf,
+            ranges: &ranges,
+        },
+    )
 }
 
 fn fail(x: &mut Exec<'_>, msg: &str) -> Reply {
@@ -452,6 +488,21 @@ async fn write(
     value: Bytes,
     ttl_ms: Option<u64>,
 ) -> Result<(), ClusterError> {
+    // A write is forwarded as HTTP's `PUT /v1/keys/{key}`, whose key is UTF-8 text; a binary
+    // key (any key of a database other than 0) goes as an op instead, which carries any bytes.
+    if std::str::from_utf8(&k).is_err() {
+        let expiry = match ttl_ms {
+            Some(ms) => Expiry::At(s.clock.now_ms().saturating_add(ms)),
+            None => Expiry::Clear,
+        };
+        let op = KeyOp::Set {
+            value,
+            expiry,
+            cond: Cond::Always,
+            get: false,
+        };
+        return cluster::op(&s, &k, op, &ORIGIN).await.map(|_| ());
+    }
     let w = cluster::Write {
         value: Some(value),
         ttl_ms,
@@ -978,14 +1029,12 @@ fn quit(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
 
 fn select(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     match integer(args.get(1)) {
-        Some(0) => {
+        Some(n) if (0..i64::from(x.s.databases)).contains(&n) => {
+            x.conn.db = n as u8;
             reply::ok(x.out);
             Reply::Now
         }
-        Some(_) => fail(
-            x,
-            "ERR DB index is out of range (ringcache has database 0 only)",
-        ),
+        Some(_) => fail(x, "ERR DB index is out of range"),
         None => fail(x, NOT_INTEGER),
     }
 }
@@ -1222,12 +1271,14 @@ fn over_keyspace(
     })
 }
 
-fn query(partitions: Vec<u32>, action: Action) -> Query {
+/// A query of `partitions` in database `db` (None: every database).
+fn query(partitions: Vec<u32>, action: Action, db: Option<u8>) -> Query {
     Query {
         partitions,
         action,
         pattern: None,
         kind: None,
+        db,
     }
 }
 
@@ -1237,13 +1288,13 @@ fn keys_frame(keys: Vec<Bytes>) -> Frame {
 
 /// `DBSIZE`: the keys of the cluster, each counted once (not once per replica).
 fn dbsize(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
-    let q = query(keyspace::all(x.s), Action::Count);
+    let q = query(keyspace::all(x.s), Action::Count, Some(x.conn.db));
     over_keyspace(x, q, |a| Answer::Int(a.count as i64))
 }
 
 /// `KEYS pattern`: every matching key of the cluster.
 fn keys(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
-    let mut q = query(keyspace::all(x.s), Action::Keys);
+    let mut q = query(keyspace::all(x.s), Action::Keys, Some(x.conn.db));
     q.pattern = Some(key(args, 1));
     let limit = max_reply(x.s);
     over_keyspace(x, q, move |a| {
@@ -1254,8 +1305,9 @@ fn keys(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     })
 }
 
-/// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`: deletes every key of the cluster through the write
-/// path (replicated tombstones), answered once every partition's owner has done so.
+/// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`: deletes every key of the database (`FLUSHALL`: of every
+/// database) through the write path (replicated tombstones), answered once every partition's
+/// owner has done so.
 fn flush(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
     match args.len() {
         1 => {}
@@ -1263,7 +1315,12 @@ fn flush(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
             || args.get(1).eq_ignore_ascii_case(b"SYNC") => {}
         _ => return syntax(x),
     }
-    let q = query(keyspace::all(x.s), Action::Flush);
+    // FLUSHDB empties the selected database, FLUSHALL every one.
+    let db = args
+        .get(0)
+        .eq_ignore_ascii_case(b"FLUSHDB")
+        .then_some(x.conn.db);
+    let q = query(keyspace::all(x.s), Action::Flush, db);
     over_keyspace(x, q, |_| Answer::Ok)
 }
 
@@ -1279,7 +1336,7 @@ fn scan(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
         return fail(x, "ERR invalid cursor");
     };
     let total = x.s.engine.partitions();
-    let mut q = query(Vec::new(), Action::Keys);
+    let mut q = query(Vec::new(), Action::Keys, Some(x.conn.db));
     let mut count = 10u64;
     let mut i = 2;
     while i < args.len() {
@@ -1328,6 +1385,7 @@ fn scan(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
 /// `RANDOMKEY`: a key of a partition picked at random (the next ones when it is empty).
 fn randomkey(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
     let s = x.s.clone();
+    let db = x.conn.db;
     let total = s.engine.partitions();
     let start = (s.clock.now_ms() as u32).wrapping_mul(2_654_435_761) % total.max(1);
     later(x, async move {
@@ -1339,7 +1397,7 @@ fn randomkey(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
             let parts = (done..(done + CHUNK).min(total))
                 .map(|i| (start + i) % total)
                 .collect();
-            match keyspace::gather(&s, query(parts, Action::Keys)).await {
+            match keyspace::gather(&s, query(parts, Action::Keys, Some(db))).await {
                 Ok(a) if !a.keys.is_empty() => {
                     let pick = (s.clock.now_ms() as usize) % a.keys.len();
                     return Answer::Bulk(a.keys[pick].clone());

@@ -299,6 +299,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
         resp3: false,
         name: None,
         quit: false,
+        db: 0,
     };
     let mut queue = Queue::default();
     let mut discard: Option<Discard> = None;
