@@ -354,15 +354,27 @@ async fn numbered_databases_are_separate_keyspaces_across_the_cluster() {
         assert_eq!(dbsize(c), 3);
         let mut keys: Vec<String> = c.keys("*").unwrap();
         keys.sort();
-        assert_eq!(keys, ["h", "k", "l"], "keys come back without their database");
+        assert_eq!(
+            keys,
+            ["h", "k", "l"],
+            "keys come back without their database"
+        );
         let v: String = a.get("k").unwrap();
         assert_eq!(v, "zero", "database 0 is untouched");
         assert_eq!(dbsize(a), 1);
         let r: redis::RedisResult<()> = redis::cmd("SELECT").arg(4).query(a);
-        assert!(r.unwrap_err().to_string().contains("DB index is out of range"));
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("DB index is out of range")
+        );
         let long = "x".repeat(249);
         let r: redis::RedisResult<()> = c.set(&long, "v");
-        assert!(r.unwrap_err().to_string().contains("keys are 1 to 248 bytes"));
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("keys are 1 to 248 bytes")
+        );
 
         let () = redis::cmd("FLUSHDB").query(c).unwrap();
         assert_eq!(dbsize(b), 0);
@@ -375,4 +387,34 @@ async fn numbered_databases_are_separate_keyspaces_across_the_cluster() {
     // HTTP addresses database 0 only.
     let r = http.get(format!("{base}/v1/keys/k")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// A keyspace command in a pipeline sees every write before it and none after it, though the
+/// writes wait on peers (forwarded, replicated) and run concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_orders_keyspace_commands_with_the_writes_around_them() {
+    let t = Typed::start("typed-pipe", 3, &[]).await;
+    let mut c = t.conn(0);
+    blocking(move || {
+        for round in 0..5 {
+            let mut p = redis::pipe();
+            for i in 0..20 {
+                p.cmd("SET").arg(format!("k{round}:{i}")).arg(i).ignore();
+            }
+            p.cmd("DBSIZE");
+            p.cmd("FLUSHDB").ignore();
+            for i in 0..7 {
+                p.cmd("HSET")
+                    .arg(format!("h{round}:{i}"))
+                    .arg("f")
+                    .arg(i)
+                    .ignore();
+            }
+            p.cmd("DBSIZE");
+            let (before, after): (usize, usize) = p.query(&mut c).unwrap();
+            assert_eq!((before, after), (20, 7), "round {round}");
+            let () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+        }
+    })
+    .await;
 }

@@ -124,20 +124,28 @@ pub struct Spec {
     run: fn(&mut Exec<'_>, &Args<'_>) -> Reply,
 }
 
-/// Key positions: none, one at 1, every argument from 1, or every other from 1 (`MSET`).
+/// Key positions: none, one at 1, every argument from 1, or every other from 1 (`MSET`); or
+/// every key of a database (`DBSIZE`, `SCAN`, `FLUSHDB`, …), no argument being one.
 #[derive(Clone, Copy)]
 enum Keys {
     None,
     First,
     All,
     Pairs,
+    Keyspace,
 }
 
 impl Spec {
+    /// Whether the command reads or writes the whole keyspace: a pipeline runs it after every
+    /// command before it and every command after it waits for it.
+    pub fn spans_keyspace(&self) -> bool {
+        matches!(self.keys, Keys::Keyspace)
+    }
+
     /// The keys `args` names (for ordering a pipeline), by index.
     pub fn key_indexes(&self, n: usize) -> impl Iterator<Item = usize> {
         let (first, step, last) = match self.keys {
-            Keys::None => (1, 1, 0),
+            Keys::None | Keys::Keyspace => (1, 1, 0),
             Keys::First => (1, 1, 1.min(n.saturating_sub(1))),
             Keys::All => (1, 1, n.saturating_sub(1)),
             Keys::Pairs => (1, 2, n.saturating_sub(1)),
@@ -171,7 +179,7 @@ static COMMANDS: &[Spec] = &[
     spec!("AUTH", -2, None, false, auth),
     spec!("CLIENT", -2, None, false, client),
     spec!("COMMAND", -1, None, false, command),
-    spec!("DBSIZE", 1, None, false, dbsize),
+    spec!("DBSIZE", 1, Keyspace, false, dbsize),
     spec!("DECR", 2, First, true, |x, a| incr_by(x, a, Some(-1))),
     spec!("DECRBY", 3, First, true, decr_by),
     spec!("DEL", -2, All, true, del),
@@ -182,8 +190,8 @@ static COMMANDS: &[Spec] = &[
         x, a, 1_000, true
     )),
     spec!("EXPIRETIME", 2, First, false, |x, a| deadline(x, a, 1_000)),
-    spec!("FLUSHALL", -1, None, true, flush),
-    spec!("FLUSHDB", -1, None, true, flush),
+    spec!("FLUSHALL", -1, Keyspace, true, flush),
+    spec!("FLUSHDB", -1, Keyspace, true, flush),
     spec!("GET", 2, First, false, get),
     spec!("GETDEL", 2, First, true, getdel),
     spec!("GETEX", -2, First, true, getex),
@@ -191,7 +199,7 @@ static COMMANDS: &[Spec] = &[
     spec!("INCR", 2, First, true, |x, a| incr_by(x, a, Some(1))),
     spec!("INCRBY", 3, First, true, |x, a| incr_by(x, a, None)),
     spec!("INFO", -1, None, false, info),
-    spec!("KEYS", 2, None, false, keys),
+    spec!("KEYS", 2, Keyspace, false, keys),
     spec!("MGET", -2, All, false, mget),
     spec!("MSET", -3, Pairs, true, mset),
     spec!("PERSIST", 2, First, true, persist),
@@ -202,8 +210,8 @@ static COMMANDS: &[Spec] = &[
     spec!("PSETEX", 4, First, true, |x, a| set_ex(x, a, 1)),
     spec!("PTTL", 2, First, false, |x, a| ttl(x, a, false)),
     spec!("QUIT", -1, None, false, quit),
-    spec!("RANDOMKEY", 1, None, false, randomkey),
-    spec!("SCAN", -2, None, false, scan),
+    spec!("RANDOMKEY", 1, Keyspace, false, randomkey),
+    spec!("SCAN", -2, Keyspace, false, scan),
     spec!("SELECT", 2, None, false, select),
     spec!("SET", -3, First, true, set),
     spec!("SETEX", 4, First, true, |x, a| set_ex(x, a, 1_000)),
@@ -351,7 +359,11 @@ pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -
                 &format!(
                     "ERR key of {} bytes: keys are 1 to {max} bytes{}",
                     k.len(),
-                    if x.conn.db == 0 { "" } else { " in a database other than 0" }
+                    if x.conn.db == 0 {
+                        ""
+                    } else {
+                        " in a database other than 0"
+                    }
                 ),
             );
         }
@@ -1176,7 +1188,7 @@ fn specs() -> impl Iterator<Item = &'static Spec> {
 /// key step, ACL categories, tips, key specs, subcommands.
 fn command_entry(out: &mut Vec<u8>, c: &Spec) {
     let (first, last, step) = match c.keys {
-        Keys::None => (0, 0, 0),
+        Keys::None | Keys::Keyspace => (0, 0, 0),
         Keys::First => (1, 1, 1),
         Keys::All => (1, -1, 1),
         Keys::Pairs => (1, -1, 2),

@@ -155,6 +155,8 @@ struct Queue {
 
 struct Queued {
     partitions: Vec<u32>,
+    /// The command spans the keyspace (`FLUSHDB`, `SCAN`, …): everything after it waits.
+    everything: bool,
     writes: bool,
     resp3: bool,
     held: usize,
@@ -175,6 +177,7 @@ impl Queue {
         fut: BoxFuture<'static, Answer>,
         partitions: Vec<u32>,
         writes: bool,
+        everything: bool,
         resp3: bool,
     ) {
         let task = tokio::spawn(fut);
@@ -184,6 +187,7 @@ impl Queue {
         }));
         self.meta.push_back(Queued {
             partitions,
+            everything,
             writes,
             resp3,
             held: 0,
@@ -197,6 +201,7 @@ impl Queue {
             .push_back(Box::pin(std::future::ready(Answer::Raw(encoded))));
         self.meta.push_back(Queued {
             partitions: Vec::new(),
+            everything: false,
             writes: false,
             resp3,
             held,
@@ -205,10 +210,12 @@ impl Queue {
 
     /// Whether a command on `partitions` must wait for the queued ones (one of the two writes
     /// to a partition the other touches).
-    fn conflicts(&self, partitions: &[u32], writes: bool) -> bool {
-        self.meta
-            .iter()
-            .any(|q| (q.writes || writes) && q.partitions.iter().any(|p| partitions.contains(p)))
+    fn conflicts(&self, partitions: &[u32], writes: bool, everything: bool) -> bool {
+        (everything && !self.meta.is_empty())
+            || self.meta.iter().any(|q| {
+                q.everything
+                    || ((q.writes || writes) && q.partitions.iter().any(|p| partitions.contains(p)))
+            })
     }
 
     fn encode(&mut self, s: &SharedNode, a: Answer, out: &mut Vec<u8>) {
@@ -382,12 +389,13 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
                         }
                     };
                     let writes = spec.is_some_and(|sp| sp.writes);
+                    let everything = spec.is_some_and(|sp| sp.spans_keyspace());
                     let mut parts_known = false;
                     // Order behind an unanswered command this one depends on.
                     if !queue.is_empty() {
                         partitions(&mut parts);
                         parts_known = true;
-                        if queue.conflicts(&parts, writes) {
+                        if queue.conflicts(&parts, writes, everything) {
                             queue.drain(s, &mut out).await;
                         }
                     }
@@ -406,7 +414,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
                             if !parts_known {
                                 partitions(&mut parts);
                             }
-                            queue.push_running(fut, parts.clone(), writes, resp3);
+                            queue.push_running(fut, parts.clone(), writes, everything, resp3);
                         }
                     }
                     input.buf.advance(len);
