@@ -179,6 +179,7 @@ static COMMANDS: &[Spec] = &[
     spec!("AUTH", -2, None, false, auth),
     spec!("CLIENT", -2, None, false, client),
     spec!("COMMAND", -1, None, false, command),
+    spec!("CONFIG", -2, None, false, config),
     spec!("DBSIZE", 1, Keyspace, false, dbsize),
     spec!("DECR", 2, First, true, |x, a| incr_by(x, a, Some(-1))),
     spec!("DECRBY", 3, First, true, decr_by),
@@ -1434,6 +1435,38 @@ fn time(x: &mut Exec<'_>, _args: &Args<'_>) -> Reply {
     reply::bulk(x.out, secs.as_bytes());
     reply::bulk(x.out, micros.as_bytes());
     Reply::Now
+}
+
+/// `CONFIG GET pattern …` (a map of the matching settings); `SET`, `REWRITE` and `RESETSTAT`
+/// are refused: the node is configured by its flags.
+fn config(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let sub = args.get(1).to_ascii_uppercase();
+    match sub.as_slice() {
+        b"GET" if args.len() > 2 => {
+            let found = super::config::get(x.s, (2..args.len()).map(|i| args.get(i)));
+            reply::map(x.out, found.len(), x.conn.resp3);
+            for (k, v) in found {
+                reply::bulk(x.out, k.as_bytes());
+                reply::bulk(x.out, v.as_bytes());
+            }
+            Reply::Now
+        }
+        b"GET" => wrong_arity(x, "CONFIG|GET"),
+        b"SET" | b"REWRITE" | b"RESETSTAT" => fail(
+            x,
+            &format!(
+                "ERR CONFIG {} is not supported: ringcache is configured by its flags (or the CacheCluster), see its --help",
+                args.text(1).to_ascii_uppercase()
+            ),
+        ),
+        _ => fail(
+            x,
+            &format!(
+                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                args.text(1)
+            ),
+        ),
+    }
 }
 
 fn info(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {

@@ -15,6 +15,7 @@
 //! (reading stops until they are answered).
 
 pub mod command;
+mod config;
 mod info;
 pub mod parse;
 pub mod reply;
