@@ -570,11 +570,20 @@ async fn time_and_the_info_fields_clients_read_first() {
             .arg("DATABASES")
             .query(&mut c)
             .unwrap();
-        assert_eq!(cfg.get("maxmemory-policy").map(String::as_str), Some("allkeys-lru"));
+        assert_eq!(
+            cfg.get("maxmemory-policy").map(String::as_str),
+            Some("allkeys-lru")
+        );
         assert_eq!(cfg.get("maxmemory").map(String::as_str), Some("268435456"));
         assert_eq!(cfg.get("databases").map(String::as_str), Some("16"));
         assert_eq!(cfg.len(), 3, "{cfg:?}");
-        let e = err_text(redis::cmd("CONFIG").arg("SET").arg("timeout").arg("1").query::<()>(&mut c));
+        let e = err_text(
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("timeout")
+                .arg("1")
+                .query::<()>(&mut c),
+        );
         assert!(e.contains("configured by its flags"), "{e}");
     })
     .await;

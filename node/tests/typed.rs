@@ -198,6 +198,7 @@ async fn every_family_through_any_node_with_wrongtype_and_a_cluster_wide_keyspac
         // The keyspace, each key once (RF=2: every key is held twice).
         let mut all = e.keys();
         all.insert("plain".into());
+        all.insert("s:1".into());
         for c in conns.iter_mut() {
             let n: usize = redis::cmd("DBSIZE").query(c).unwrap();
             assert_eq!(n, all.len());
@@ -216,6 +217,62 @@ async fn every_family_through_any_node_with_wrongtype_and_a_cluster_wide_keyspac
         assert_eq!(zsets, e.zsets.keys().cloned().collect());
         let r: Option<String> = redis::cmd("RANDOMKEY").query(&mut conns[2]).unwrap();
         assert!(r.is_some_and(|k| all.contains(&k)));
+
+        // Several keys read on their owners (most of them elsewhere).
+        let c = &mut conns[0];
+        let _: i64 = c.sadd("s:1", "only-here").unwrap();
+        let inter: BTreeSet<String> = c.sinter(&["s:0", "s:1", "s:2"]).unwrap();
+        assert_eq!(inter, BTreeSet::from(["x".into(), "z".into()]));
+        let union: BTreeSet<String> = c.sunion(&["s:0", "s:1"]).unwrap();
+        assert_eq!(union.len(), 3);
+        let diff: Vec<String> = c.sdiff(&["s:1", "s:0"]).unwrap();
+        assert_eq!(diff, ["only-here"]);
+        let card: i64 = redis::cmd("SINTERCARD")
+            .arg(2)
+            .arg("s:0")
+            .arg("s:1")
+            .arg("LIMIT")
+            .arg(1)
+            .query(c)
+            .unwrap();
+        assert_eq!(card, 1);
+        let zu: Vec<(String, f64)> = redis::cmd("ZUNION")
+            .arg(3)
+            .arg("z:0")
+            .arg("z:1")
+            .arg("s:0")
+            .arg("WEIGHTS")
+            .arg(1)
+            .arg(2)
+            .arg(10)
+            .arg("WITHSCORES")
+            .query(c)
+            .unwrap();
+        assert_eq!(
+            zu,
+            [
+                ("b".to_string(), 7.5),
+                ("x".to_string(), 10.0),
+                ("z".to_string(), 10.0),
+                ("a".to_string(), 18.0)
+            ],
+            "a set's members score 1"
+        );
+        let zi: i64 = redis::cmd("ZINTERCARD")
+            .arg(2)
+            .arg("z:0")
+            .arg("z:1")
+            .query(c)
+            .unwrap();
+        assert_eq!(zi, 2);
+        let r: redis::RedisResult<Vec<String>> = c.sinter(&["s:0", "plain"]);
+        assert_eq!(r.unwrap_err().code(), Some("WRONGTYPE"));
+        let r: redis::RedisResult<Vec<String>> = redis::cmd("ZUNION").arg(3).arg("z:0").query(c);
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("greater than number of args")
+        );
 
         let _: () = redis::cmd("FLUSHDB").query(&mut conns[2]).unwrap();
         for c in conns.iter_mut() {

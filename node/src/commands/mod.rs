@@ -4,6 +4,7 @@
 //! (`cluster::ops`, `KeyOp::Cmd`), and their change is replicated like any write, so nothing
 //! here knows about nodes, the network or the protocol version.
 
+pub mod algebra;
 pub mod db;
 pub mod frame;
 pub mod glob;

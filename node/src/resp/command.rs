@@ -133,6 +133,8 @@ enum Keys {
     All,
     Pairs,
     Keyspace,
+    /// A count at 1, then that many keys (`ZUNION 2 a b …`).
+    Counted,
 }
 
 impl Spec {
@@ -143,12 +145,18 @@ impl Spec {
     }
 
     /// The keys `args` names (for ordering a pipeline), by index.
-    pub fn key_indexes(&self, n: usize) -> impl Iterator<Item = usize> {
+    pub fn key_indexes(&self, args: &Args<'_>) -> impl Iterator<Item = usize> + use<> {
+        let n = args.len();
         let (first, step, last) = match self.keys {
             Keys::None | Keys::Keyspace => (1, 1, 0),
             Keys::First => (1, 1, 1.min(n.saturating_sub(1))),
             Keys::All => (1, 1, n.saturating_sub(1)),
             Keys::Pairs => (1, 2, n.saturating_sub(1)),
+            // A count that is not one names no key; the command refuses it.
+            Keys::Counted => match (n > 1).then(|| integer(args.get(1))).flatten() {
+                Some(k) if k > 0 => (2, 1, (1 + k as usize).min(n.saturating_sub(1))),
+                _ => (1, 1, 0),
+            },
         };
         (first..=last).step_by(step)
     }
@@ -213,14 +221,22 @@ static COMMANDS: &[Spec] = &[
     spec!("QUIT", -1, None, false, quit),
     spec!("RANDOMKEY", 1, Keyspace, false, randomkey),
     spec!("SCAN", -2, Keyspace, false, scan),
+    spec!("SDIFF", -2, All, false, multikey),
     spec!("SELECT", 2, None, false, select),
     spec!("SET", -3, First, true, set),
     spec!("SETEX", 4, First, true, |x, a| set_ex(x, a, 1_000)),
     spec!("SETNX", 3, First, true, setnx),
+    spec!("SINTER", -2, All, false, multikey),
+    spec!("SINTERCARD", -3, Counted, false, multikey),
     spec!("STRLEN", 2, First, false, strlen),
+    spec!("SUNION", -2, All, false, multikey),
     spec!("TIME", 1, None, false, time),
     spec!("TTL", 2, First, false, |x, a| ttl(x, a, true)),
     spec!("UNLINK", -2, All, true, del),
+    spec!("ZDIFF", -3, Counted, false, multikey),
+    spec!("ZINTER", -3, Counted, false, multikey),
+    spec!("ZINTERCARD", -3, Counted, false, multikey),
+    spec!("ZUNION", -3, Counted, false, multikey),
 ];
 
 const GET: usize = position("GET");
@@ -346,7 +362,7 @@ pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -
         );
     }
     let mut plain = true;
-    for i in spec.key_indexes(args.len()) {
+    for i in spec.key_indexes(args) {
         let k = args.get(i);
         plain &= db::is_plain(x.conn.db, k);
         let max = if db::is_plain(x.conn.db, k) {
@@ -375,7 +391,7 @@ pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -
     // Keys of another database carry it (`commands::db`): the command runs on a copy of its
     // arguments with the keys rewritten.
     let mut keyed = vec![false; args.len()];
-    for i in spec.key_indexes(args.len()) {
+    for i in spec.key_indexes(args) {
         keyed[i] = true;
     }
     let mut buf = Vec::new();
@@ -552,6 +568,19 @@ fn outcome(o: Outcome) -> Answer {
         Outcome::Int(n) => Answer::Int(n),
         Outcome::Reply(f) => Answer::Frame(f),
     }
+}
+
+/// A command that reads several keys (`SINTER`, `ZUNION`, …: `resp/multikey.rs`).
+fn multikey(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let argv: Vec<Bytes> = (0..args.len()).map(|i| key(args, i)).collect();
+    let s = x.s.clone();
+    later(x, async move {
+        match super::multikey::run(s, argv).await {
+            Ok(f) => Answer::Frame(f),
+            Err(super::multikey::Failure::Cluster(e)) => failed(e),
+            Err(super::multikey::Failure::Command(e)) => Answer::Err(e.to_string()),
+        }
+    })
 }
 
 /// A hash, set, sorted-set or list command: run on the key's first serving owner under the
@@ -1189,7 +1218,7 @@ fn specs() -> impl Iterator<Item = &'static Spec> {
 /// key step, ACL categories, tips, key specs, subcommands.
 fn command_entry(out: &mut Vec<u8>, c: &Spec) {
     let (first, last, step) = match c.keys {
-        Keys::None | Keys::Keyspace => (0, 0, 0),
+        Keys::None | Keys::Keyspace | Keys::Counted => (0, 0, 0),
         Keys::First => (1, 1, 1),
         Keys::All => (1, -1, 1),
         Keys::Pairs => (1, -1, 2),
@@ -1247,7 +1276,11 @@ fn command(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
             if (c.arity > 0 && n as i32 != c.arity) || (c.arity < 0 && (n as i32) < -c.arity) {
                 return fail(x, "ERR Invalid number of arguments specified for command");
             }
-            let at: Vec<usize> = c.key_indexes(n).collect();
+            let inner = Args {
+                buf: args.buf,
+                ranges: &args.ranges[2..],
+            };
+            let at: Vec<usize> = c.key_indexes(&inner).collect();
             if at.is_empty() {
                 return fail(x, "ERR The command has no key arguments");
             }
@@ -1499,17 +1532,32 @@ mod tests {
 
     #[test]
     fn key_positions() {
-        let idx = |name: &str, n| {
-            lookup(name.as_bytes())
+        let idx = |line: &str| {
+            let words: Vec<&str> = line.split(' ').collect();
+            let buf = words.concat().into_bytes();
+            let mut ranges = Vec::new();
+            let mut at = 0;
+            for w in &words {
+                ranges.push((at, at + w.len()));
+                at += w.len();
+            }
+            let args = Args {
+                buf: &buf,
+                ranges: &ranges,
+            };
+            lookup(words[0].as_bytes())
                 .unwrap()
-                .key_indexes(n)
+                .key_indexes(&args)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(idx("GET", 2), [1]);
-        assert_eq!(idx("SET", 5), [1]);
-        assert_eq!(idx("MGET", 4), [1, 2, 3]);
-        assert_eq!(idx("MSET", 5), [1, 3]);
-        assert!(idx("PING", 2).is_empty());
+        assert_eq!(idx("GET k"), [1]);
+        assert_eq!(idx("SET k v EX 1"), [1]);
+        assert_eq!(idx("MGET a b c"), [1, 2, 3]);
+        assert_eq!(idx("MSET a 1 b 2"), [1, 3]);
+        assert!(idx("PING x").is_empty());
+        assert_eq!(idx("ZUNION 2 a b WEIGHTS 1 2"), [2, 3]);
+        assert_eq!(idx("ZUNION 9 a b"), [2, 3], "clamped to the arguments");
+        assert!(idx("ZUNION x a").is_empty());
     }
 
     #[test]

@@ -27,7 +27,10 @@ fn parameters(s: &SharedNode) -> Vec<(&'static str, String)> {
 }
 
 /// The answer to `CONFIG GET pattern …`: every parameter matching one of the patterns, once.
-pub fn get<'a>(s: &SharedNode, patterns: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<(String, String)> {
+pub fn get<'a>(
+    s: &SharedNode,
+    patterns: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Vec<(String, String)> {
     parameters(s)
         .into_iter()
         .filter(|(name, _)| {

@@ -17,6 +17,7 @@
 pub mod command;
 mod config;
 mod info;
+mod multikey;
 pub mod parse;
 pub mod reply;
 mod spin;
@@ -384,7 +385,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
                         parts.clear();
                         if let Some(spec) = spec {
                             parts.extend(
-                                spec.key_indexes(args.len())
+                                spec.key_indexes(&args)
                                     .map(|i| s.engine.partition_of(args.get(i))),
                             );
                         }
