@@ -7,7 +7,8 @@
 mod support;
 
 use redis::{Commands, Connection};
-use ringcache_ring::MemberState::{Recovering, Up};
+use ringcache_ring::MemberState::{Joining, Leaving, Recovering, Up};
+use ringcache_ring::{Pending, rebalance};
 use std::collections::{BTreeMap, BTreeSet};
 use support::*;
 
@@ -19,18 +20,23 @@ struct Typed {
 
 impl Typed {
     async fn start(name: &str, n: usize, extra: &[&str]) -> Typed {
+        Typed::start_first(name, n, n, extra).await
+    }
+
+    /// A cluster of `n` possible nodes of which the first `running` are members and started.
+    async fn start_first(name: &str, n: usize, running: usize, extra: &[&str]) -> Typed {
         let mut c = Cluster::new(name, n);
-        let members: Vec<usize> = (0..n).collect();
-        c.ring = c.fresh_ring(&members, 2.min(n as u32), 1);
+        let members: Vec<usize> = (0..running).collect();
+        c.ring = c.fresh_ring(&members, 2.min(running as u32), 1);
         c.write_ring_file();
         let resp: Vec<String> = (0..n)
             .map(|i| format!("127.0.0.{}:{}", i + 2, free_port()))
             .collect();
         let mut t = Typed { c, resp };
-        for i in 0..n {
+        for i in 0..running {
             t.start_node(i, extra);
         }
-        for i in 0..n {
+        for i in 0..running {
             t.c.wait_ready(i).await;
         }
         t
@@ -79,11 +85,16 @@ impl Expected {
 /// Writes `n` keys of each family, each through node `i % nodes`, with several commands per
 /// key (so each is a read-modify-write on the key's owner, not one blind write).
 fn write_families(conns: &mut [Connection], n: usize) -> Expected {
+    write_families_as(conns, n, "")
+}
+
+/// [`write_families`] with keys `{prefix}h:{i}`, ….
+fn write_families_as(conns: &mut [Connection], n: usize, prefix: &str) -> Expected {
     let mut e = Expected::default();
     let nodes = conns.len();
     for i in 0..n {
         let c = &mut conns[i % nodes];
-        let h = format!("h:{i}");
+        let h = format!("{prefix}h:{i}");
         let _: i64 = c
             .hset_multiple(&h, &[("a", "1"), ("b", "2")])
             .map(|()| 0)
@@ -93,16 +104,16 @@ fn write_families(conns: &mut [Connection], n: usize) -> Expected {
             h,
             BTreeMap::from([("a".into(), (11 + i).to_string()), ("b".into(), "2".into())]),
         );
-        let s = format!("s:{i}");
+        let s = format!("{prefix}s:{i}");
         let _: i64 = c.sadd(&s, &["x", "y", "z"]).unwrap();
         let _: i64 = c.srem(&s, "y").unwrap();
         e.sets.insert(s, BTreeSet::from(["x".into(), "z".into()]));
-        let z = format!("z:{i}");
+        let z = format!("{prefix}z:{i}");
         let _: i64 = c.zadd_multiple(&z, &[(2.5, "b"), (1.0, "a")]).unwrap();
         let _: f64 = c.zincr(&z, "a", 5).unwrap();
         e.zsets
             .insert(z, vec![("b".into(), 2.5), ("a".into(), 6.0)]);
-        let l = format!("l:{i}");
+        let l = format!("{prefix}l:{i}");
         let _: i64 = c.rpush(&l, &["1", "2", "3"]).unwrap();
         let _: i64 = c.lpush(&l, "0").unwrap();
         let _: Option<String> = c.rpop(&l, None).unwrap();
@@ -474,4 +485,97 @@ async fn a_pipeline_orders_keyspace_commands_with_the_writes_around_them() {
         }
     })
     .await;
+}
+
+impl Expected {
+    fn extend(&mut self, other: Expected) {
+        self.hashes.extend(other.hashes);
+        self.sets.extend(other.sets);
+        self.zsets.extend(other.zsets);
+        self.lists.extend(other.lists);
+    }
+}
+
+/// Every node in `nodes` answers every key of `e` as written.
+async fn verify_through(t: &Typed, nodes: std::ops::Range<usize>, e: &Expected) {
+    let mut conns: Vec<Connection> = nodes.map(|i| t.conn(i)).collect();
+    let e = e.clone();
+    blocking(move || {
+        for c in conns.iter_mut() {
+            verify(c, &e).unwrap();
+            assert_eq!(dbsize(c), e.keys().len());
+        }
+    })
+    .await;
+}
+
+/// Every family through a scale from 3 to 5 nodes and back to 3, written before and while the
+/// partitions move: the migrations carry collections as they carry strings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_through_a_scale_from_3_to_5_and_back() {
+    let mut t = Typed::start_first("typed-scale", 5, 3, &[]).await;
+    let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
+    let (mut e, conns) =
+        blocking(move || (write_families_as(&mut conns, 200, "pre-"), conns)).await;
+    drop(conns);
+
+    // 3 -> 5: the new members join, the pending table moves partitions to them.
+    let mut joining = t.c.ring.clone();
+    joining.epoch = 2;
+    joining.members.push(t.c.member(3, Joining));
+    joining.members.push(t.c.member(4, Joining));
+    t.c.set_ring(joining.clone()).await;
+    t.start_node(3, &[]);
+    t.start_node(4, &[]);
+    t.c.wait_ready(3).await;
+    t.c.wait_ready(4).await;
+    let ids: Vec<String> = (0..5).map(|i| t.c.nodes[i].id.clone()).collect();
+    let target = rebalance(&joining.id_table(&joining.table), &ids, PARTITIONS, 2).unwrap();
+    let target = to_index(&target, &ids);
+    let mut pending = joining.clone();
+    pending.epoch = 3;
+    pending.pending = Some(Pending {
+        table: target.clone(),
+    });
+    let (_, gainers) = push_pending(&mut t.c, &pending, &target).await;
+    // Written while the partitions move.
+    let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
+    let during = blocking(move || write_families_as(&mut conns, 100, "out-")).await;
+    e.extend(during);
+    t.c.wait_migrations(&gainers, 3).await;
+    let mut committed = commit_pending(&pending, target, 4);
+    for m in &mut committed.members {
+        m.state = Up;
+    }
+    t.c.set_ring(committed).await;
+    verify_through(&t, 0..5, &e).await;
+
+    // 5 -> 3: the two highest leave once their partitions have moved.
+    let remaining: Vec<String> = ids[..3].to_vec();
+    let target = rebalance(
+        &t.c.ring.id_table(&t.c.ring.table),
+        &remaining,
+        PARTITIONS,
+        2,
+    )
+    .unwrap();
+    let target = to_index(&target, &ids);
+    let mut pending = t.c.ring.clone();
+    pending.epoch = 5;
+    pending.members[3].state = Leaving;
+    pending.members[4].state = Leaving;
+    pending.pending = Some(Pending {
+        table: target.clone(),
+    });
+    let (_, gainers) = push_pending(&mut t.c, &pending, &target).await;
+    let mut conns: Vec<Connection> = (0..5).map(|i| t.conn(i)).collect();
+    let during = blocking(move || write_families_as(&mut conns, 100, "in-")).await;
+    e.extend(during);
+    t.c.wait_migrations(&gainers, 5).await;
+    let mut committed = commit_pending(&pending, target, 6);
+    committed.members.truncate(3);
+    t.c.set_ring(committed).await;
+    t.c.kill9(3);
+    t.c.kill9(4);
+    verify_through(&t, 0..3, &e).await;
 }
