@@ -164,6 +164,16 @@ impl Checker {
         keys.keys().cloned().collect()
     }
 
+    /// Keys starting with `prefix` that at least one acknowledged write went to.
+    pub fn acknowledged_keys(&self, prefix: &str) -> usize {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter()
+            .filter(|(k, h)| {
+                k.starts_with(prefix) && h.ops.iter().any(|(_, ack)| *ack == Some(true))
+            })
+            .count()
+    }
+
     /// Operations issued and acknowledged so far.
     pub fn counts(&self) -> (u64, u64) {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());

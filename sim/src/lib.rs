@@ -11,6 +11,7 @@ pub mod kubelet;
 pub mod load;
 pub mod operator;
 pub mod statefulset;
+pub mod typed;
 
 /// How long an idle pooled connection is kept: below the nodes' 10 s idle keep-alive, so a
 /// connection is never reused just as the node closes it.

@@ -65,6 +65,9 @@ pub struct LoadOptions {
     /// 6379, the way a Redis client reaches the cluster). Plain clusters only: against a TLS
     /// cluster they stay idle.
     pub resp_writers: usize,
+    /// Writers of hashes, sets, sorted sets and lists over the Redis protocol (keys `t{n}-k…`,
+    /// each used as a register: [`crate::typed`]). Plain clusters only, as `resp_writers`.
+    pub typed_writers: usize,
     /// Keys each writer cycles through (its own: no two writers share a key).
     pub keys_per_writer: usize,
     pub seed: u64,
@@ -77,6 +80,7 @@ impl Default for LoadOptions {
         LoadOptions {
             writers: 4,
             resp_writers: 2,
+            typed_writers: 2,
             keys_per_writer: 400,
             seed: 1,
             value_size: 100,
@@ -182,11 +186,13 @@ fn resp_addr(ep: &str) -> Option<String> {
     Some(format!("{host}:6379"))
 }
 
-/// Writer `w` over the Redis protocol: SET and DEL of its own keys through one pod at a time
-/// (a new one after a failure, and now and then, as a pooled client would), every operation
-/// recorded in the checker like the HTTP writers'.
-async fn write_resp(s: Shared, w: usize, writes: WriteCounters) {
-    let mut rng = Rng::new(s.opts.seed.wrapping_add(104_729 + w as u64 * 7919));
+/// Writer `w` over the Redis protocol: SET and DEL of its own keys (`typed`: HSET, SADD, ZADD,
+/// LPUSH and DEL, [`crate::typed`]) through one pod at a time (a new one after a failure, and
+/// now and then, as a pooled client would), every operation recorded in the checker like the
+/// HTTP writers'.
+async fn write_resp(s: Shared, w: usize, writes: WriteCounters, typed: bool) {
+    let salt = if typed { 15_485_863 } else { 104_729 };
+    let mut rng = Rng::new(s.opts.seed.wrapping_add(salt + w as u64 * 7919));
     let pad = "r".repeat(s.opts.value_size);
     let mut conn: Option<resp::Conn<TcpStream>> = None;
     let mut seq = 0u64;
@@ -206,21 +212,34 @@ async fn write_resp(s: Shared, w: usize, writes: WriteCounters) {
             continue;
         };
         seq += 1;
+        let prefix = if typed { 't' } else { 'r' };
         let (key, op) = next_op(
             &mut rng,
-            &format!("r{w}"),
+            &format!("{prefix}{w}"),
             s.opts.keys_per_writer,
             seq,
             &pad,
         );
-        let issued = s.checker.issue(&key, op.clone());
-        let args: Vec<&[u8]> = match &op {
-            Op::Put(v) => vec![b"SET", key.as_bytes(), v],
-            Op::Delete => vec![b"DEL", key.as_bytes()],
+        let (op, args) = if typed {
+            let op = match op {
+                Op::Put(v) => crate::typed::recorded(&key, seq, v),
+                Op::Delete => Op::Delete,
+            };
+            let args = crate::typed::write_args(&key, &op);
+            (op, args)
+        } else {
+            let args = match &op {
+                Op::Put(v) => vec![b"SET".to_vec(), key.clone().into_bytes(), v.clone()],
+                Op::Delete => vec![b"DEL".to_vec(), key.clone().into_bytes()],
+            };
+            (op, args)
         };
+        let issued = s.checker.issue(&key, op.clone());
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let call = c.call(&args);
         let (outcome, reconnect) = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
             Ok(Ok(resp::Reply::Simple(r))) if r == "OK" => (Outcome::Success, false),
+            Ok(Ok(ref r)) if typed && crate::typed::acknowledged(r) => (Outcome::Success, false),
             Ok(Ok(resp::Reply::Int(_))) if matches!(op, Op::Delete) => (Outcome::Success, false),
             // `-TRYAGAIN` is the Redis front's 503: the cluster refused; the connection is fine.
             Ok(Ok(resp::Reply::Error(e))) if e.starts_with("TRYAGAIN") => {
@@ -287,7 +306,11 @@ impl Load {
             .collect();
         tasks.extend(
             (0..shared.opts.resp_writers)
-                .map(|w| tokio::spawn(write_resp(shared.clone(), w, writes.clone()))),
+                .map(|w| tokio::spawn(write_resp(shared.clone(), w, writes.clone(), false))),
+        );
+        tasks.extend(
+            (0..shared.opts.typed_writers)
+                .map(|w| tokio::spawn(write_resp(shared.clone(), w, writes.clone(), true))),
         );
         // Two readers: every read is judged against what was acknowledged when it began (a
         // restarted node answering from an empty store shows up here, not only at the end).
@@ -345,6 +368,25 @@ async fn read_once(http: &reqwest::Client, ep: &str, key: &str) -> Read {
     }
 }
 
+/// Reads typed key `key` over the Redis protocol of the pod behind `ep` ([`crate::typed`]).
+async fn read_typed(ep: &str, key: &str) -> Read {
+    let Some(addr) = resp_addr(ep) else {
+        return Read::Failed(format!("{ep} has no Redis port"));
+    };
+    let read = async {
+        let stream = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+        let mut c = resp::Conn::new(stream);
+        let args = crate::typed::read_args(key);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        c.call(&args).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(reply)) => crate::typed::read_value(key, reply),
+        Ok(Err(e)) => Read::Failed(format!("{addr}: {e}")),
+        Err(_) => Read::Failed(format!("{addr}: no answer")),
+    }
+}
+
 /// Reads every key the checker knows through the endpoints (retrying a failed read for up to
 /// `within`) and classifies each.
 pub async fn verify(checker: &Checker, endpoints: Endpoints, within: Duration) -> Summary {
@@ -361,17 +403,26 @@ pub async fn verify(checker: &Checker, endpoints: Endpoints, within: Duration) -
                         "no ready endpoint".to_string()
                     } else {
                         let ep = &eps[(attempt + key.len()) % eps.len()];
-                        let get = http
-                            .get(format!("{ep}/v1/keys/{key}"))
-                            .timeout(REQUEST_TIMEOUT);
-                        match get.send().await {
-                            Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
-                                Ok(b) => return (key, Read::Value(b.to_vec())),
+                        if key.starts_with('t') {
+                            match read_typed(ep, &key).await {
+                                Read::Failed(e) => e,
+                                read => return (key, read),
+                            }
+                        } else {
+                            let get = http
+                                .get(format!("{ep}/v1/keys/{key}"))
+                                .timeout(REQUEST_TIMEOUT);
+                            match get.send().await {
+                                Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
+                                    Ok(b) => return (key, Read::Value(b.to_vec())),
+                                    Err(e) => e.to_string(),
+                                },
+                                Ok(r) if r.status().as_u16() == 404 => {
+                                    return (key, Read::NotFound);
+                                }
+                                Ok(r) => format!("status {}", r.status()),
                                 Err(e) => e.to_string(),
-                            },
-                            Ok(r) if r.status().as_u16() == 404 => return (key, Read::NotFound),
-                            Ok(r) => format!("status {}", r.status()),
-                            Err(e) => e.to_string(),
+                            }
                         }
                     };
                     attempt += 1;

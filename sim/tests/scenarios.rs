@@ -251,9 +251,21 @@ async fn finish(
     assert!(load.wait_acked(before + 200, Duration::from_secs(30)).await);
     let (checker, stats, reads): (_, LoadStats, _) = load.stop().await;
     let summary = verify(&checker, sim.endpoints(), Duration::from_secs(20)).await;
+    // Hashes, sets, sorted sets and lists (`t…` keys) were written and checked too, where the
+    // pods speak plain RESP.
+    let typed = checker.acknowledged_keys("t");
+    let plain = sim
+        .endpoints()
+        .now()
+        .iter()
+        .all(|e| e.starts_with("http://"));
+    assert!(
+        !plain || typed >= 400,
+        "{name}: only {typed} typed keys acknowledged"
+    );
     let lies = audit.stop().await;
     println!(
-        "scenario {name}: {summary}; {stats} ({}‰ failed); reads during: {} checked, {} wrong \
+        "scenario {name}: {summary} ({typed} of them hashes, sets, sorted sets, lists); {stats} ({}‰ failed); reads during: {} checked, {} wrong \
          ({} lost, {} stale, {} resurrected), {} failed; in {:.0?}",
         stats.failed_per_mille(),
         reads.checked,
