@@ -173,6 +173,8 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// The RESP front (`--resp-listen`).
     pub resp_connections: AtomicU64,
+    /// Redis commands of this node's clients blocked on empty keys (`BLPOP`, …).
+    pub resp_blocked: AtomicU64,
     pub resp_connections_total: AtomicU64,
     pub resp_commands: AtomicU64,
     pub resp_errors: AtomicU64,
@@ -225,6 +227,7 @@ impl Metrics {
             ring_conflicts: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             resp_connections: AtomicU64::new(0),
+            resp_blocked: AtomicU64::new(0),
             resp_connections_total: AtomicU64::new(0),
             resp_commands: AtomicU64::new(0),
             resp_errors: AtomicU64::new(0),
@@ -307,7 +310,7 @@ impl Metrics {
             );
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, u64); 27] = [
+        let scalars: [(&str, &str, &str, u64); 28] = [
             (
                 "ringcache_hits_total",
                 "counter",
@@ -457,6 +460,12 @@ impl Metrics {
                 "gauge",
                 "Open connections of the Redis protocol front.",
                 load(&self.resp_connections),
+            ),
+            (
+                "ringcache_resp_blocked_clients",
+                "gauge",
+                "Redis protocol clients blocked on empty keys (BLPOP, BZPOPMIN, ...).",
+                load(&self.resp_blocked),
             ),
             (
                 "ringcache_resp_commands_total",

@@ -579,3 +579,105 @@ async fn every_family_through_a_scale_from_3_to_5_and_back() {
     t.c.kill9(4);
     verify_through(&t, 0..3, &e).await;
 }
+
+/// `blocked_clients` of node `i`'s `INFO`.
+fn blocked_clients(c: &mut Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("clients").query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no blocked_clients in {info}"))
+}
+
+/// Polls until `n` clients of the connection's node are blocked.
+fn wait_blocked(c: &mut Connection, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while blocked_clients(c) != n {
+        assert!(std::time::Instant::now() < deadline, "never {n} blocked");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A client blocked on one node is woken by a push through another, on keys whose owners are
+/// elsewhere; a timeout answers nil; a closed connection pops nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pops_are_woken_by_a_push_through_any_node() {
+    let t = Typed::start("typed-block", 3, &[]).await;
+    let mut blocker = t.conn(0);
+    let mut watcher = t.conn(0);
+    let pusher = t.conn(2);
+    let addr0 = t.resp[0].clone();
+    blocking(move || {
+        use std::io::Write;
+        let mut pusher = pusher;
+        let popped = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let r: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg("q:empty")
+                .arg("q:jobs")
+                .arg(30)
+                .query(&mut blocker)
+                .unwrap();
+            (r, started.elapsed(), blocker)
+        });
+        wait_blocked(&mut watcher, 1);
+        let _: i64 = pusher.rpush("q:jobs", &["job-1", "job-2"]).unwrap();
+        let (r, took, mut blocker) = popped.join().unwrap();
+        assert_eq!(r, Some(("q:jobs".to_string(), "job-1".to_string())));
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "woken, not timed out: {took:?}"
+        );
+        assert_eq!(blocked_clients(&mut watcher), 0);
+        let left: Vec<String> = pusher.lrange("q:jobs", 0, -1).unwrap();
+        assert_eq!(left, ["job-2"], "popped exactly once");
+
+        // Sorted sets, and the multi-key forms.
+        let z = std::thread::spawn(move || {
+            let r: Vec<String> = redis::cmd("BZPOPMIN")
+                .arg("z:prio")
+                .arg(30)
+                .query(&mut blocker)
+                .unwrap();
+            (r, blocker)
+        });
+        wait_blocked(&mut watcher, 1);
+        let _: i64 = pusher
+            .zadd_multiple("z:prio", &[(3, "c"), (1, "a")])
+            .unwrap();
+        let (r, mut blocker) = z.join().unwrap();
+        assert_eq!(r, ["z:prio", "a", "1"]);
+        let r: (String, Vec<String>) = redis::cmd("LMPOP")
+            .arg(2)
+            .arg("q:empty")
+            .arg("q:jobs")
+            .arg("LEFT")
+            .arg("COUNT")
+            .arg(5)
+            .query(&mut blocker)
+            .unwrap();
+        assert_eq!(r, ("q:jobs".to_string(), vec!["job-2".to_string()]));
+
+        // A timeout answers nil after about the timeout.
+        let started = std::time::Instant::now();
+        let r: Option<(String, String)> = redis::cmd("BRPOP")
+            .arg("q:never")
+            .arg(0.3)
+            .query(&mut blocker)
+            .unwrap();
+        assert_eq!(r, None);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+        // A client that goes away while blocked takes nothing.
+        let mut raw = std::net::TcpStream::connect(&addr0).unwrap();
+        raw.write_all(b"*3\r\n$5\r\nBLPOP\r\n$8\r\nq:orphan\r\n$1\r\n0\r\n")
+            .unwrap();
+        wait_blocked(&mut watcher, 1);
+        drop(raw);
+        wait_blocked(&mut watcher, 0);
+        let _: i64 = pusher.rpush("q:orphan", "kept").unwrap();
+        let left: Vec<String> = pusher.lrange("q:orphan", 0, -1).unwrap();
+        assert_eq!(left, ["kept"]);
+    })
+    .await;
+}

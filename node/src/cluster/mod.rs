@@ -21,6 +21,7 @@ pub mod replication;
 pub mod route;
 #[cfg(test)]
 mod route_tests;
+pub mod waiters;
 
 pub use epochs::{install_ring, observe_epoch};
 pub use error::{ClusterError, Op};

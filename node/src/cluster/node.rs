@@ -37,6 +37,8 @@ pub struct Node {
     pub ring_changed: tokio::sync::Notify,
     pub peers: super::peers::Peers,
     pub replication: super::replication::Replicator,
+    /// Clients blocked on keys this node is the first serving owner of.
+    pub waiters: super::waiters::Waiters,
     pub write_consistency: crate::config::WriteConsistency,
     /// Pull progress since everything was last complete (the rest of the migration report is
     /// read from the ring's completeness).
@@ -104,6 +106,7 @@ impl Node {
             expects_ring: cfg.ring_file.is_some(),
             ring_changed: tokio::sync::Notify::new(),
             replication: Replicator::start(peers.clone(), metrics),
+            waiters: Default::default(),
             peers,
             write_consistency: cfg.write_consistency,
             progress: parking_lot::Mutex::default(),

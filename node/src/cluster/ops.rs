@@ -95,6 +95,9 @@ pub enum KeyOp {
     },
     /// The key's expiry as a Unix ms: -2 absent, -1 no expiry (`PEXPIRETIME`).
     Deadline,
+    /// Waits up to `within_ms` (at most [`super::waiters::SLICE`]) until the key holds a list
+    /// or sorted set; answers 1 when it does, 0 at the end of the wait. Changes nothing.
+    WaitFilled { within_ms: u64 },
     /// Milliseconds the key has left: -2 absent, -1 no expiry.
     Ttl,
     /// A command on a typed value (hash, set, sorted set, list): `args[0]` its name,
@@ -111,6 +114,7 @@ impl KeyOp {
         match self {
             KeyOp::Ttl
             | KeyOp::Deadline
+            | KeyOp::WaitFilled { .. }
             | KeyOp::GetEx {
                 expiry: Expiry::Keep,
             } => false,
@@ -375,10 +379,11 @@ fn decide(
             Some(c) if c.expires_at == 0 => -1,
             Some(c) => c.expires_at.saturating_sub(now_ms) as i64,
         }))),
-        // Typed commands run through `commands::run` (see `run_local`).
-        KeyOp::Cmd { .. } => Change::Keep(Err(OpError::Command(CmdError::Reply(
-            "ERR typed command outside run_local".into(),
-        )))),
+        // Typed commands run through `commands::run` (see `run_local`); waits through
+        // `route::op`, which never decides them here.
+        KeyOp::Cmd { .. } | KeyOp::WaitFilled { .. } => Change::Keep(Err(OpError::Command(
+            CmdError::Reply("ERR operation outside its path".into()),
+        ))),
     }
 }
 

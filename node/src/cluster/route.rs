@@ -10,12 +10,13 @@ use super::node::SharedNode;
 use super::ops::{KeyOp, Outcome};
 use super::peers::{PeerError, Sender, WriteOp};
 use crate::config::WriteConsistency;
-use crate::engine::Record;
+use crate::engine::{Kind, Record};
 use crate::ring_view::RingView;
 use bytes::Bytes;
 use ringcache_common::protocol::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Acknowledgements a write needs out of `owners` live write owners.
 pub fn required_acks(c: WriteConsistency, owners: usize) -> usize {
@@ -198,6 +199,9 @@ pub async fn op(
     op: KeyOp,
     origin: &Origin,
 ) -> Result<Outcome, ClusterError> {
+    if let KeyOp::WaitFilled { within_ms } = op {
+        return wait_filled(s, key, within_ms, origin).await;
+    }
     let p = s.engine.partition_of(key);
     let now = s.clock.now_ms();
     let (view, guard, owners) = enter_write(s, p)?;
@@ -205,6 +209,8 @@ pub async fn op(
     let run_here = || async {
         let (outcome, rec) = super::ops::run_local(&s.engine, key, &op, now, s.op_limits())??;
         if let Some(rec) = rec {
+            // Clients blocked on this key wait here, where every push to it is decided.
+            s.waiters.wake(key);
             replicate(s, &view, &owners, rec, guard).await?;
         }
         Ok(outcome)
@@ -259,6 +265,61 @@ pub async fn op(
         });
     }
     Err(ClusterError::Unreachable(last_err))
+}
+
+/// `KeyOp::WaitFilled` on the key's first serving owner: it changes nothing, so it is not
+/// counted as a write in flight (a wait must not hold up a migration's fence).
+async fn wait_filled(
+    s: &SharedNode,
+    key: &[u8],
+    within_ms: u64,
+    origin: &Origin,
+) -> Result<Outcome, ClusterError> {
+    let p = s.engine.partition_of(key);
+    let view = s.ring.get();
+    require_ring(s, &view)?;
+    let within = Duration::from_millis(within_ms).min(super::waiters::SLICE);
+    let here = view.takes_write(p) && view.serves_read(p) && s.ring.completeness().is_complete(p);
+    if here {
+        let filled = || {
+            matches!(
+                s.engine.kind_of(key, s.clock.now_ms()),
+                Some(Kind::List | Kind::ZSet)
+            )
+        };
+        let found = s.waiters.wait(key, within, filled).await;
+        return Ok(Outcome::Int(i64::from(found)));
+    }
+    if origin.forwarded {
+        return Err(ClusterError::NotOwner {
+            op: Op::Read,
+            partition: p,
+            epoch: view.epoch(),
+        });
+    }
+    let from = Sender::of(&view);
+    let op = KeyOp::WaitFilled { within_ms };
+    let mut last_err = String::new();
+    for i in view.doc.read_owners(p) {
+        if Some(i) == view.self_index {
+            continue;
+        }
+        let addr = view.addr(i);
+        match s.peers.op(addr, key, &op, &from).await {
+            Ok(f) if (200..300).contains(&f.status) => {
+                return serde_json::from_slice(&f.body).map_err(|e| {
+                    ClusterError::Unreachable(format!("{addr}: unreadable answer: {e}"))
+                });
+            }
+            Ok(f) => return Err(ClusterError::from_owner(f.status, &f.body)),
+            Err(e) => last_err = forward_failed(s, &e, Op::Read),
+        }
+    }
+    Err(ClusterError::Unreachable(if last_err.is_empty() {
+        format!("no serving owner of partition {p} to wait on")
+    } else {
+        last_err
+    }))
 }
 
 /// Sends `rec` (already stored here) to the other write owners and waits for enough acks.

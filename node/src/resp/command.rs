@@ -50,6 +50,15 @@ pub struct Conn {
     pub quit: bool,
     /// The database `SELECT`ed (`commands::db`).
     pub db: u8,
+    /// Cleared when the connection ends: a blocked pop still waiting stops instead of popping
+    /// an element nobody would receive.
+    pub alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A command's answer when it is not written at once.
@@ -135,6 +144,10 @@ enum Keys {
     Keyspace,
     /// A count at 1, then that many keys (`ZUNION 2 a b …`).
     Counted,
+    /// A timeout at 1, a count at 2, then that many keys (`BLMPOP 0 2 a b LEFT`).
+    CountedAfterTimeout,
+    /// Every argument but the last (`BLPOP a b 0`).
+    AllButLast,
 }
 
 impl Spec {
@@ -153,10 +166,18 @@ impl Spec {
             Keys::All => (1, 1, n.saturating_sub(1)),
             Keys::Pairs => (1, 2, n.saturating_sub(1)),
             // A count that is not one names no key; the command refuses it.
-            Keys::Counted => match (n > 1).then(|| integer(args.get(1))).flatten() {
-                Some(k) if k > 0 => (2, 1, (1 + k as usize).min(n.saturating_sub(1))),
-                _ => (1, 1, 0),
-            },
+            Keys::Counted | Keys::CountedAfterTimeout => {
+                let at = if matches!(self.keys, Keys::Counted) {
+                    1
+                } else {
+                    2
+                };
+                match (n > at).then(|| integer(args.get(at))).flatten() {
+                    Some(k) if k > 0 => (at + 1, 1, (at + k as usize).min(n.saturating_sub(1))),
+                    _ => (1, 1, 0),
+                }
+            }
+            Keys::AllButLast => (1, 1, n.saturating_sub(2)),
         };
         (first..=last).step_by(step)
     }
@@ -185,6 +206,12 @@ macro_rules! spec {
 static COMMANDS: &[Spec] = &[
     spec!("APPEND", 3, First, true, append),
     spec!("AUTH", -2, None, false, auth),
+    spec!("BLMPOP", -5, CountedAfterTimeout, true, blocking),
+    spec!("BLPOP", -3, AllButLast, true, blocking),
+    spec!("BRPOP", -3, AllButLast, true, blocking),
+    spec!("BZMPOP", -5, CountedAfterTimeout, true, blocking),
+    spec!("BZPOPMAX", -3, AllButLast, true, blocking),
+    spec!("BZPOPMIN", -3, AllButLast, true, blocking),
     spec!("CLIENT", -2, None, false, client),
     spec!("COMMAND", -1, None, false, command),
     spec!("CONFIG", -2, None, false, config),
@@ -209,6 +236,7 @@ static COMMANDS: &[Spec] = &[
     spec!("INCRBY", 3, First, true, |x, a| incr_by(x, a, None)),
     spec!("INFO", -1, None, false, info),
     spec!("KEYS", 2, Keyspace, false, keys),
+    spec!("LMPOP", -4, Counted, true, blocking),
     spec!("MGET", -2, All, false, mget),
     spec!("MSET", -3, Pairs, true, mset),
     spec!("PERSIST", 2, First, true, persist),
@@ -236,6 +264,7 @@ static COMMANDS: &[Spec] = &[
     spec!("ZDIFF", -3, Counted, false, multikey),
     spec!("ZINTER", -3, Counted, false, multikey),
     spec!("ZINTERCARD", -3, Counted, false, multikey),
+    spec!("ZMPOP", -4, Counted, true, blocking),
     spec!("ZUNION", -3, Counted, false, multikey),
 ];
 
@@ -568,6 +597,20 @@ fn outcome(o: Outcome) -> Answer {
         Outcome::Int(n) => Answer::Int(n),
         Outcome::Reply(f) => Answer::Frame(f),
     }
+}
+
+/// A pop from the first non-empty of several keys, blocking or not (`resp/blocking.rs`).
+fn blocking(x: &mut Exec<'_>, args: &Args<'_>) -> Reply {
+    let argv: Vec<Bytes> = (0..args.len()).map(|i| key(args, i)).collect();
+    let s = x.s.clone();
+    let alive = x.conn.alive.clone();
+    later(x, async move {
+        match super::blocking::run(s, argv, alive).await {
+            Ok(f) => Answer::Frame(f),
+            Err(super::multikey::Failure::Cluster(e)) => failed(e),
+            Err(super::multikey::Failure::Command(e)) => Answer::Err(e.to_string()),
+        }
+    })
 }
 
 /// A command that reads several keys (`SINTER`, `ZUNION`, …: `resp/multikey.rs`).
@@ -1218,7 +1261,8 @@ fn specs() -> impl Iterator<Item = &'static Spec> {
 /// key step, ACL categories, tips, key specs, subcommands.
 fn command_entry(out: &mut Vec<u8>, c: &Spec) {
     let (first, last, step) = match c.keys {
-        Keys::None | Keys::Keyspace | Keys::Counted => (0, 0, 0),
+        Keys::None | Keys::Keyspace | Keys::Counted | Keys::CountedAfterTimeout => (0, 0, 0),
+        Keys::AllButLast => (1, -2, 1),
         Keys::First => (1, 1, 1),
         Keys::All => (1, -1, 1),
         Keys::Pairs => (1, -1, 2),

@@ -41,8 +41,9 @@ pub fn render(s: &SharedNode, wanted: &[String]) -> String {
     if want("clients") {
         let _ = write!(
             o,
-            "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            m.resp_connections.load(Ordering::Relaxed)
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n",
+            m.resp_connections.load(Ordering::Relaxed),
+            m.resp_blocked.load(Ordering::Relaxed)
         );
     }
     if want("memory") {

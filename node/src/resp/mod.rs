@@ -14,6 +14,7 @@
 //! is refused past [`MAX_COMMAND`]; at most [`MAX_PENDING`] commands wait per connection
 //! (reading stops until they are answered).
 
+mod blocking;
 pub mod command;
 mod config;
 mod info;
@@ -309,6 +310,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
         name: None,
         quit: false,
         db: 0,
+        alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     };
     let mut queue = Queue::default();
     let mut discard: Option<Discard> = None;
@@ -455,7 +457,12 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             Some(a) = queue.answers.next(), if !queue.is_empty() => queue.encode(s, a, &mut out),
             r = io.read_buf(&mut input.buf), if reading => match r {
-                Ok(0) => eof = true,
+                Ok(0) => {
+                    eof = true;
+                    // As Redis does: a client that closed its side is gone for a blocked pop,
+                    // which must not take an element it would never receive.
+                    conn.alive.store(false, Ordering::Relaxed);
+                }
                 Ok(_) => {
                     if let Some(sp) = spinner {
                         sp.kick();
