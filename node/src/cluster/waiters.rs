@@ -60,15 +60,16 @@ impl Waiters {
             self.waiting.fetch_add(1, Ordering::Relaxed);
             keys.entry(Bytes::copy_from_slice(key)).or_default().clone()
         };
-        let _registered = Registered {
+        // The only handle of ours: when it goes, the entry goes with the last waiter.
+        let registered = Registered {
             w: self,
             key: Bytes::copy_from_slice(key),
-            notify: notify.clone(),
+            notify,
         };
         let deadline = tokio::time::Instant::now() + within;
         loop {
             // Listening before looking: a write between the look and the wait still wakes us.
-            let notified = notify.notified();
+            let notified = registered.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if filled() {
