@@ -22,19 +22,12 @@ NODE_BIN=${NODE_BIN:-}
 REDIS_PORT=${REDIS_PORT:-16389}
 NODE_PORT=${NODE_PORT:-17090}
 NODE_RESP_PORT=${NODE_RESP_PORT:-16390}
-if [ -z "${PIN:-}" ]; then
-  if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then PIN=1; else PIN=0; fi
-fi
-server_cpu=(); client_cpu=()
-if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
 
 source bench/resp-common.sh
+set_pinning
 parse_targets redis-server redis-cli
 
-if [ "$want_node" = 1 ] && [ -z "$NODE_BIN" ]; then
-  cargo build --release -q -p ringcache-node --bin ringcache-node
-  NODE_BIN=target/release/ringcache-node
-fi
+build_node
 
 rss_kb() { # pid
   awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"

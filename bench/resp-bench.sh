@@ -35,19 +35,12 @@ NODE_RESP_PORT=${NODE_RESP_PORT:-16380}
 NODE2_PORT=${NODE2_PORT:-17081}
 NODE2_RESP_PORT=${NODE2_RESP_PORT:-16381}
 NCPU=$(nproc)
-if [ -z "${PIN:-}" ]; then
-  if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null; then PIN=1; else PIN=0; fi
-fi
-server_cpu=(); client_cpu=()
-if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
 
 source bench/resp-common.sh
+set_pinning
 parse_targets redis-server redis-cli redis-benchmark
 
-if [ "$want_node" = 1 ] && [ -z "$NODE_BIN" ]; then
-  cargo build --release -q -p ringcache-node --bin ringcache-node
-  NODE_BIN=target/release/ringcache-node
-fi
+build_node
 
 start_redis() { # name port taskset-prefix...
   local name=$1 port=$2; shift 2

@@ -23,6 +23,24 @@ parse_targets() {
   done
 }
 
+# PIN (unset: 1 on 2+ cores when taskset exists): servers on core 0 (`server_cpu`), the client
+# on core 1 (`client_cpu`), so each server gets exactly one core.
+set_pinning() {
+  if [ -z "${PIN:-}" ]; then
+    if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then PIN=1; else PIN=0; fi
+  fi
+  server_cpu=(); client_cpu=()
+  if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
+}
+
+# NODE_BIN, or a release build of ringcache-node when a target needs the node.
+build_node() {
+  if [ "$want_node" = 1 ] && [ -z "$NODE_BIN" ]; then
+    cargo build --release -q -p ringcache-node --bin ringcache-node
+    NODE_BIN=target/release/ringcache-node
+  fi
+}
+
 PIDS=()
 TMP=$(mktemp -d)
 cleanup() {

@@ -5,7 +5,7 @@
 
 mod support;
 
-use ringcache_ring::MemberState::{Down, Recovering, Up};
+use ringcache_ring::MemberState::{Down, Recovering};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -32,19 +32,6 @@ fn keys_owned_by(c: &Cluster, a: usize, b: usize, checker: &Checker) -> Vec<Stri
         })
         .cloned()
         .collect()
-}
-
-/// Marks node `i` recovering (with the incarnation it reports now), waits for its pulls, then
-/// marks it up: what the operator does when it sees a new incarnation.
-async fn recover(c: &mut Cluster, i: usize) {
-    let inc = c.incarnation(i).await;
-    let epoch = c.ring.epoch + 1;
-    let ring = Cluster::with_member(&c.ring, epoch, i, Recovering, inc.clone());
-    c.set_ring(ring).await;
-    c.wait_migrations(&[i], epoch).await;
-    let ring = Cluster::with_member(&c.ring, epoch + 1, i, Up, inc);
-    c.set_ring(ring).await;
-    c.wait_ready(i).await;
 }
 
 /// `key` is not found through any node.

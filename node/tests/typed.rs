@@ -7,8 +7,7 @@
 mod support;
 
 use redis::{Commands, Connection};
-use ringcache_ring::MemberState::{Joining, Leaving, Recovering, Up};
-use ringcache_ring::{Pending, rebalance};
+use ringcache_ring::MemberState::{Joining, Leaving, Up};
 use std::collections::{BTreeMap, BTreeSet};
 use support::*;
 
@@ -51,14 +50,8 @@ impl Typed {
     }
 
     fn conn(&self, i: usize) -> Connection {
-        redis::Client::open(format!("redis://{}/", self.resp[i]))
-            .and_then(|c| c.get_connection())
-            .unwrap_or_else(|e| panic!("connecting to node {i}'s RESP port: {e}"))
+        redis_conn(&self.resp[i], i)
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 /// What the test wrote, per family, to compare with what the cluster answers.
@@ -298,19 +291,6 @@ async fn every_family_through_any_node_with_wrongtype_and_a_cluster_wide_keyspac
     .await;
 }
 
-/// Marks node `i` recovering with its new incarnation, waits for its pulls, marks it up (what
-/// the operator does on a restart).
-async fn recover(c: &mut Cluster, i: usize) {
-    let inc = c.incarnation(i).await;
-    let epoch = c.ring.epoch + 1;
-    let ring = Cluster::with_member(&c.ring, epoch, i, Recovering, inc.clone());
-    c.set_ring(ring).await;
-    c.wait_migrations(&[i], epoch).await;
-    let ring = Cluster::with_member(&c.ring, epoch + 1, i, Up, inc);
-    c.set_ring(ring).await;
-    c.wait_ready(i).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_survives_a_kill_of_an_owner_and_its_recovery() {
     let mut t = Typed::start("typed-kill", 3, &[]).await;
@@ -530,13 +510,7 @@ async fn every_family_through_a_scale_from_3_to_5_and_back() {
     t.c.wait_ready(3).await;
     t.c.wait_ready(4).await;
     let ids: Vec<String> = (0..5).map(|i| t.c.nodes[i].id.clone()).collect();
-    let target = rebalance(&joining.id_table(&joining.table), &ids, PARTITIONS, 2).unwrap();
-    let target = to_index(&target, &ids);
-    let mut pending = joining.clone();
-    pending.epoch = 3;
-    pending.pending = Some(Pending {
-        table: target.clone(),
-    });
+    let (pending, target) = pending_toward(&joining, &ids, &ids, 3);
     let (_, gainers) = push_pending(&mut t.c, &pending, &target).await;
     // Written while the partitions move.
     let mut conns: Vec<Connection> = (0..3).map(|i| t.conn(i)).collect();
@@ -551,22 +525,10 @@ async fn every_family_through_a_scale_from_3_to_5_and_back() {
     verify_through(&t, 0..5, &e).await;
 
     // 5 -> 3: the two highest leave once their partitions have moved.
-    let remaining: Vec<String> = ids[..3].to_vec();
-    let target = rebalance(
-        &t.c.ring.id_table(&t.c.ring.table),
-        &remaining,
-        PARTITIONS,
-        2,
-    )
-    .unwrap();
-    let target = to_index(&target, &ids);
-    let mut pending = t.c.ring.clone();
-    pending.epoch = 5;
-    pending.members[3].state = Leaving;
-    pending.members[4].state = Leaving;
-    pending.pending = Some(Pending {
-        table: target.clone(),
-    });
+    let mut leaving = t.c.ring.clone();
+    leaving.members[3].state = Leaving;
+    leaving.members[4].state = Leaving;
+    let (pending, target) = pending_toward(&leaving, &ids[..3], &ids, 5);
     let (_, gainers) = push_pending(&mut t.c, &pending, &target).await;
     let mut conns: Vec<Connection> = (0..5).map(|i| t.conn(i)).collect();
     let during = blocking(move || write_families_as(&mut conns, 100, "in-")).await;

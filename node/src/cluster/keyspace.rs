@@ -8,6 +8,7 @@
 //! exactly one partition, and each partition is listed once.
 
 use super::error::ClusterError;
+pub use super::keyspace_query::{Action, Answer, Query};
 use super::node::SharedNode;
 use super::ops::KeyOp;
 use super::peers::Sender;
@@ -16,56 +17,7 @@ use crate::commands::{db, glob};
 use crate::engine::Kind;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// What to do with the keys of the partitions asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Action {
-    /// List them.
-    Keys,
-    /// Count them.
-    Count,
-    /// Delete them (tombstones, replicated like any delete).
-    Flush,
-}
-
-/// Body of `POST /internal/v1/keyspace`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Query {
-    pub partitions: Vec<u32>,
-    pub action: Action,
-    /// Only keys matching this glob (`MATCH`).
-    #[serde(default, with = "crate::serde_b64::opt")]
-    pub pattern: Option<Bytes>,
-    /// Only keys of this `TYPE` name (`SCAN … TYPE`).
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// Only keys of this numbered database (`commands::db`); none: every database. Listed
-    /// keys are the client's (without the database).
-    #[serde(default)]
-    pub db: Option<u8>,
-}
-
-/// Answer of `POST /internal/v1/keyspace`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Answer {
-    #[serde(with = "crate::serde_b64::list")]
-    pub keys: Vec<Bytes>,
-    pub count: u64,
-    /// Partitions this node does not serve completely: the asker tries the next owner.
-    pub refused: Vec<u32>,
-}
-
-impl Answer {
-    fn add(&mut self, other: Answer) {
-        self.keys.extend(other.keys);
-        self.count += other.count;
-    }
-}
 
 /// Deletes a flush runs at once on one node.
 const FLUSH_CONCURRENCY: usize = 64;
@@ -234,28 +186,4 @@ async fn remote(
 /// Every partition of the cluster.
 pub fn all(s: &SharedNode) -> Vec<u32> {
     (0..s.engine.partitions()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_and_answers_survive_the_wire() {
-        let q = Query {
-            partitions: vec![0, 7],
-            action: Action::Flush,
-            pattern: Some(Bytes::from_static(b"user:*\xff")),
-            kind: Some("hash".into()),
-            db: Some(3),
-        };
-        let back: Query = serde_json::from_slice(&serde_json::to_vec(&q).unwrap()).unwrap();
-        assert_eq!(back.partitions, q.partitions);
-        assert_eq!(back.action, q.action);
-        assert_eq!(back.pattern, q.pattern);
-        assert_eq!(back.kind, q.kind);
-        assert_eq!(back.db, q.db);
-        let bare: Query = serde_json::from_str(r#"{"partitions":[1],"action":"count"}"#).unwrap();
-        assert!(bare.pattern.is_none() && bare.kind.is_none() && bare.db.is_none());
-    }
 }

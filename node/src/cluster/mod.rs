@@ -12,6 +12,7 @@ pub mod epochs;
 pub mod error;
 pub mod fence;
 pub mod keyspace;
+pub mod keyspace_query;
 pub mod migration;
 pub mod node;
 pub mod ops;

@@ -337,7 +337,7 @@ impl PeerApi for HttpPeers {
     fn keyspace<'a>(
         &'a self,
         addr: &'a str,
-        q: &'a super::keyspace::Query,
+        q: &'a super::keyspace_query::Query,
         from: &'a Sender,
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
         async move {

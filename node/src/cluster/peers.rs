@@ -112,11 +112,11 @@ pub trait PeerApi: Send + Sync {
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>>;
 
     /// Asks `addr` for the keys of some partitions (`POST /internal/v1/keyspace`); a 2xx body
-    /// is the JSON [`super::keyspace::Answer`].
+    /// is the JSON [`super::keyspace_query::Answer`].
     fn keyspace<'a>(
         &'a self,
         addr: &'a str,
-        q: &'a super::keyspace::Query,
+        q: &'a super::keyspace_query::Query,
         from: &'a Sender,
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>>;
 

@@ -146,10 +146,11 @@ impl PeerApi for FakePeers {
     fn keyspace<'a>(
         &'a self,
         addr: &'a str,
-        _q: &'a super::keyspace::Query,
+        _q: &'a super::keyspace_query::Query,
         _from: &'a Sender,
     ) -> BoxFuture<'a, Result<Forwarded, PeerError>> {
-        let answer = serde_json::to_vec(&super::keyspace::Answer::default()).unwrap_or_default();
+        let answer =
+            serde_json::to_vec(&super::keyspace_query::Answer::default()).unwrap_or_default();
         self.forwarded(addr, 200, Bytes::from(answer)).boxed()
     }
 

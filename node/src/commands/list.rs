@@ -95,13 +95,9 @@ fn index(i: i64, len: usize) -> Option<usize> {
 }
 
 fn pop(name: &str, a: &[Bytes], l: &Loaded<'_>, ctx: &Ctx) -> Decision {
-    let count = match a {
-        [] => None,
-        [c] => match util::positive(c) {
-            Ok(c) => Some(c),
-            Err(e) => return keep(Err(e)),
-        },
-        _ => return keep(Err(CmdError::syntax())),
+    let count = match util::pop_count(a) {
+        Ok(c) => c,
+        Err(e) => return keep(Err(e)),
     };
     if !l.existed {
         return keep(Ok(if count.is_some() {

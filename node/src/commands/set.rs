@@ -75,13 +75,9 @@ pub fn run(name: &str, a: &[Bytes], cur: Option<Current<'_>>, ctx: &Ctx) -> Deci
 }
 
 fn pop(a: &[Bytes], l: &Loaded<'_>, ctx: &Ctx) -> Decision {
-    let count = match a {
-        [] => None,
-        [c] => match util::positive(c) {
-            Ok(c) => Some(c),
-            Err(e) => return keep(Err(e)),
-        },
-        _ => return keep(Err(CmdError::syntax())),
+    let count = match util::pop_count(a) {
+        Ok(c) => c,
+        Err(e) => return keep(Err(e)),
     };
     let n = l.items.len();
     let picked = util::picks(n, count.unwrap_or(1) as i64, ctx.seed);

@@ -108,6 +108,16 @@ pub fn positive(v: &[u8]) -> Result<usize, CmdError> {
     }
 }
 
+/// The optional `count` of a pop (`LPOP key [count]`, `SPOP`, `ZPOPMIN`): none, or a
+/// non-negative integer; more arguments are a syntax error.
+pub fn pop_count(a: &[Bytes]) -> Result<Option<usize>, CmdError> {
+    match a {
+        [] => Ok(None),
+        [c] => positive(c).map(Some),
+        _ => Err(CmdError::syntax()),
+    }
+}
+
 /// The items `start..=stop` of `len` by Redis's rules (negative from the end, clamped);
 /// `None` when the range is empty.
 pub fn range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {

@@ -538,13 +538,9 @@ fn zrange(
 }
 
 fn pop(max: bool, a: &[Bytes], l: &Loaded<'_>, mut m: Vec<(f64, &[u8])>, ctx: &Ctx) -> Decision {
-    let count = match a {
-        [] => None,
-        [c] => match util::positive(c) {
-            Ok(c) => Some(c),
-            Err(e) => return keep(Err(e)),
-        },
-        _ => return keep(Err(CmdError::syntax())),
+    let count = match util::pop_count(a) {
+        Ok(c) => c,
+        Err(e) => return keep(Err(e)),
     };
     let n = count.unwrap_or(1).min(m.len());
     let taken: Vec<(f64, &[u8])> = if max {

@@ -17,18 +17,22 @@
 mod blocking;
 pub mod command;
 mod config;
+mod exec;
 mod info;
+mod keys;
 mod multikey;
 pub mod parse;
 pub mod reply;
+mod server;
 mod spin;
+mod strings;
 
 use crate::budget::Draw;
 use crate::cluster::node::SharedNode;
 use crate::serve::Limits;
 use crate::tls::TlsServer;
 use bytes::{Buf, BytesMut};
-use command::{Answer, Args, Conn, Exec, Reply};
+use exec::{Answer, Args, Conn, Exec, Reply};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
@@ -229,8 +233,8 @@ impl Queue {
             }
             None => false,
         };
-        command::count_error(s, &a);
-        command::encode(out, a, resp3);
+        exec::count_error(s, &a);
+        exec::encode(out, a, resp3);
     }
 
     /// Encodes the answers that are ready, in order, without waiting.
@@ -355,7 +359,7 @@ async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin>(
                     size,
                 } => {
                     let mut msg = Vec::new();
-                    reply::error(&mut msg, &command::too_large(size, s.max_value_size));
+                    reply::error(&mut msg, &exec::too_large(size, s.max_value_size));
                     s.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
                     if queue.is_empty() {
                         out.extend_from_slice(&msg);

@@ -790,13 +790,7 @@ pub async fn scale_out_3_to_5_under_load(c: &mut Cluster, extra: &[&str]) {
     c.wait_ready(4).await;
 
     let ids: Vec<String> = (0..5).map(|i| c.nodes[i].id.clone()).collect();
-    let target = rebalance(&joining.id_table(&joining.table), &ids, PARTITIONS, 2).unwrap();
-    let target = to_index(&target, &ids);
-    let mut pending = joining.clone();
-    pending.epoch = 3;
-    pending.pending = Some(Pending {
-        table: target.clone(),
-    });
+    let (pending, target) = pending_toward(&joining, &ids, &ids, 3);
 
     let load = Load::start(c, &checker, &[0, 1, 2], "x", &pre);
     let (moves, gainers) = push_pending(c, &pending, &target).await;
@@ -819,4 +813,47 @@ pub async fn scale_out_3_to_5_under_load(c: &mut Cluster, extra: &[&str]) {
     c.set_ring(committed).await;
     load.stop().await.assert_clients_served(50);
     assert_nothing_lost(c, &checker, 0..5).await;
+}
+
+/// Marks node `i` recovering (with the incarnation it reports now), waits for its pulls, then
+/// marks it up: what the operator does when it sees a new incarnation.
+pub async fn recover(c: &mut Cluster, i: usize) {
+    let inc = c.incarnation(i).await;
+    let epoch = c.ring.epoch + 1;
+    let ring = Cluster::with_member(&c.ring, epoch, i, MemberState::Recovering, inc.clone());
+    c.set_ring(ring).await;
+    c.wait_migrations(&[i], epoch).await;
+    let ring = Cluster::with_member(&c.ring, epoch + 1, i, MemberState::Up, inc);
+    c.set_ring(ring).await;
+    c.wait_ready(i).await;
+}
+
+/// A Redis connection to node `i`'s RESP address `addr`.
+pub fn redis_conn(addr: &str, i: usize) -> redis::Connection {
+    redis::Client::open(format!("redis://{addr}/"))
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("connecting to node {i}'s RESP port: {e}"))
+}
+
+/// Runs blocking client code off the test's runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// `ring` at `epoch` with a pending table that places every partition (RF=2) on the members
+/// `keep` of `ids` (all members' ids, by index), and that table.
+pub fn pending_toward(
+    ring: &RingDoc,
+    keep: &[String],
+    ids: &[String],
+    epoch: u64,
+) -> (RingDoc, Table) {
+    let target = rebalance(&ring.id_table(&ring.table), keep, PARTITIONS, 2).unwrap();
+    let target = to_index(&target, ids);
+    let mut pending = ring.clone();
+    pending.epoch = epoch;
+    pending.pending = Some(Pending {
+        table: target.clone(),
+    });
+    (pending, target)
 }
