@@ -175,7 +175,7 @@ pub fn run_local(
                 now_ms,
                 max_value_size: limits.max_value_size,
                 max_collection: limits.max_collection,
-                seed: engine_seed(key, now_ms),
+                seed: pick_seed(key, now_ms),
             };
             let (r, rec) = engine.update(key, now_ms, |cur| commands::run(args, cur, &ctx))?;
             (r.map(Outcome::Reply).map_err(OpError::Command), rec)
@@ -197,7 +197,7 @@ pub struct Limits {
 
 /// A seed for the commands that pick at random: differs between calls, so repeated
 /// `SPOP`s do not pick the same member.
-fn engine_seed(key: &[u8], now_ms: u64) -> u64 {
+fn pick_seed(key: &[u8], now_ms: u64) -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let n = CALLS.fetch_add(1, Ordering::Relaxed);

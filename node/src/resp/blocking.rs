@@ -7,6 +7,7 @@
 
 use super::multikey::Failure;
 use crate::cluster::node::SharedNode;
+use crate::cluster::waiters::SLICE;
 use crate::cluster::{self, KeyOp, Origin, Outcome};
 use crate::commands::frame::parse_double;
 use crate::commands::{CmdError, Frame, as_integer};
@@ -194,20 +195,14 @@ pub async fn run(
                 return Ok(f);
             }
         }
-        let Some(block) = p.block else {
+        if p.block.is_none() {
             return Ok(Frame::NilArray);
-        };
-        let slice = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(Frame::NilArray);
-                }
-                left
-            }
-            None => block.max(crate::cluster::waiters::SLICE),
         }
-        .min(crate::cluster::waiters::SLICE);
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Ok(Frame::NilArray);
+        }
+        let slice = left.map_or(SLICE, |l| l.min(SLICE));
         if blocked.is_none() {
             blocked = Some(Blocked::new(&s));
         }

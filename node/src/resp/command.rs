@@ -280,8 +280,9 @@ pub fn execute(x: &mut Exec<'_>, spec: Option<&'static Spec>, args: &Args<'_>) -
     let mut plain = true;
     for i in spec.key_indexes(args) {
         let k = args.get(i);
-        plain &= db::is_plain(x.conn.db, k);
-        let max = if db::is_plain(x.conn.db, k) {
+        let key_plain = db::is_plain(x.conn.db, k);
+        plain &= key_plain;
+        let max = if key_plain {
             MAX_KEY_LEN
         } else {
             MAX_KEY_LEN - db::OVERHEAD
